@@ -1,0 +1,249 @@
+"""Command line: each subcommand parses its arguments and calls one library function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _print_index(summary: dict) -> None:
+    print(f"{summary['root']} ({summary['kind']})")
+    for split, s in summary["splits"].items():
+        devs = "  ".join(f"{d.upper()} {n:,}" for d, n in s["devices"].items() if d)
+        print(f"{split:9s} {s['files']:>7,} files  {s['locations']:>4} locations  {devs}")
+        if s["classes"]:
+            print("          " + "  ".join(f"{c} {n:,}" for c, n in sorted(s["classes"].items())))
+    shared = summary["shared_locations"]
+    print(
+        f"locations in both train and evaluate: {len(shared)}"
+        + (f" ({', '.join(shared[:5])})" if shared else "")
+    )
+
+
+def cmd_index(a) -> int:
+    from tinyasc.data.index import load_generic, load_tau
+
+    if a.csv:
+        index = load_generic(a.csv, a.root, check_audio=not a.no_audio)
+    else:
+        index = load_tau(a.root, check_audio=not a.no_audio)
+    summary = index.summary()
+    if a.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_index(summary)
+    return 0
+
+
+def cmd_synth(a) -> int:
+    from tinyasc.data.synth import SynthSpec, write_corpus, write_evaluation_corpus
+
+    if a.evaluation:
+        res = write_evaluation_corpus(
+            a.out,
+            a.per_class_device or 10,
+            a.duration,
+            a.seed,
+            a.workers,
+            reference=a.reference,
+            progress=not a.quiet,
+        )
+        print(
+            f"{a.out}: {res['test']} evaluation files ({res['written']} written); reference: {res['reference']}"
+        )
+        return 0
+    per = a.per_class_device if a.fraction is None else None
+    spec = SynthSpec(
+        per_class_device=per if per is not None else 20, fraction=a.fraction, duration=a.duration, seed=a.seed
+    )
+    res = write_corpus(a.out, spec, workers=a.workers, progress=not a.quiet)
+    print(
+        f"{a.out}: {res['train']} train + {res['evaluate']} evaluate files from {res['segments']} segments "
+        f"({res['written']} written now)"
+    )
+    return 0
+
+
+def cmd_train(a) -> int:
+    from tinyasc.config import load_config
+    from tinyasc.train.run import fit
+
+    cfg = load_config(a.config, a.overrides)
+    res = fit(cfg, a.run_dir, resume=a.resume, progress=not a.quiet)
+    print(
+        f"trained {cfg.model.name}: best epoch {res['best']['epoch']} "
+        f"(val accuracy {res['best']['val_accuracy']:.3f}); shipped {res['shipped']} in {a.run_dir}"
+    )
+    if a.evaluate:
+        return cmd_evaluate(argparse.Namespace(run_dir=a.run_dir, json=False, quiet=a.quiet))
+    print(f"next: tinyasc evaluate {a.run_dir}")
+    return 0
+
+
+def _overall_line(m: dict) -> str:
+    o = m["overall"]
+    return (
+        f"accuracy {100 * o['accuracy']:.1f}% (±{100 * o['accuracy_ci95']:.1f}), "
+        f"log loss {o['logloss']:.3f} (±{o['logloss_ci95']:.3f}) on {o['files']} files"
+    )
+
+
+def cmd_evaluate(a) -> int:
+    from tinyasc.evaluate.run import evaluate_run
+
+    m = evaluate_run(a.run_dir, progress=not a.quiet)
+    if a.json:
+        print(json.dumps(m, indent=2))
+    else:
+        print(_overall_line(m))
+        for g, s in m["group_wise"].items():
+            print(f"  {g:8s} accuracy {100 * s['accuracy']:.1f}%  log loss {s['logloss']:.3f}")
+        print(f"report: {Path(a.run_dir) / 'report.md'}")
+    return 0
+
+
+def cmd_score(a) -> int:
+    from tinyasc.evaluate.run import score
+
+    m = score(a.output, a.reference)
+    if a.json:
+        print(json.dumps(m, indent=2))
+    else:
+        print(_overall_line(m))
+        for d, s in m["device_wise"].items():
+            print(f"  {d:4s} accuracy {100 * s['accuracy']:.1f}%  log loss {s['logloss']:.3f}")
+    return 0
+
+
+def cmd_size(a) -> int:
+    from tinyasc.compress.size import LIMIT_BYTES, model_size, state_size
+    from tinyasc.evaluate.predict import shipped_model_path
+    from tinyasc.models import create_model, get_model_info
+    from tinyasc.train.checkpoint import load_checkpoint
+
+    target = Path(a.target)
+    if target.exists():
+        if a.precision:
+            art = load_checkpoint(target / "model.pt" if target.is_dir() else target)
+            model = create_model(art["model_name"], n_classes=len(art["classes"]), **art["model_params"])
+            model.load_state_dict(art["state"])
+            report = model_size(model, a.precision)
+        else:
+            path = shipped_model_path(target) if target.is_dir() else target
+            art = load_checkpoint(path)
+            bn = "kept-float32" if art["storage"] == "float16" else "kept"
+            report = state_size(art["state"], art["storage"], bn)
+    else:
+        get_model_info(a.target)
+        report = model_size(create_model(a.target), a.precision or "float16")
+    report.limit = a.limit or LIMIT_BYTES
+    print(json.dumps(report.to_dict(), indent=2) if a.json else report.table())
+    return 0 if report.fits else 1
+
+
+def cmd_demo(a) -> int:
+    from tinyasc.demo import run_demo
+
+    return run_demo(Path(a.dir), quick=a.quick, workers=a.workers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tinyasc", description="Low-complexity acoustic scene classification (DCASE 2021 Task 1A)"
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("index", help="check a dataset and print counts per split, device and class")
+    s.add_argument("root", help="TAU root (with evaluation_setup/), or the audio folder of a generic dataset")
+    s.add_argument("--csv", help="generic dataset: filename<TAB>scene_label [fold] [device] [identifier]")
+    s.add_argument("--json", action="store_true")
+    s.add_argument(
+        "--no-audio", action="store_true", help="skip the audio checks (inspect split files alone)"
+    )
+    s.set_defaults(func=cmd_index)
+
+    s = sub.add_parser("synth", help="write a synthetic corpus in the exact TAU 2020 Mobile layout")
+    s.add_argument("out")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument(
+        "--per-class-device", type=int, default=None, help="files per (split, scene, device); default 20"
+    )
+    g.add_argument(
+        "--fraction", type=float, default=None, help="fraction of the real split per (split, scene, device)"
+    )
+    s.add_argument("--duration", type=float, default=10.0, help="seconds per clip (default 10)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--workers", type=int, default=2)
+    s.add_argument(
+        "--evaluation", action="store_true", help="2021 evaluation-set layout (audio/<n>.wav, no labels)"
+    )
+    s.add_argument("--reference", help="--evaluation: where to write the labels (default OUT.reference.csv)")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_synth)
+
+    s = sub.add_parser("train", help="train a model from a YAML config plus key=value overrides")
+    s.add_argument("config", help="YAML file (a diff against the defaults), e.g. configs/baseline.yaml")
+    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.root=PATH train.epochs=20")
+    s.add_argument("--run-dir", required=True)
+    s.add_argument("--resume", action="store_true", help="continue an interrupted run in --run-dir")
+    s.add_argument("--evaluate", action="store_true", help="evaluate on fold1_evaluate afterwards")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="evaluate a run's shipped model on fold1_evaluate")
+    s.add_argument("run_dir")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("score", help="score a DCASE-format output.csv against a reference CSV")
+    s.add_argument("output")
+    s.add_argument("reference", help="filename<TAB>scene_label [identifier source_label]")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_score)
+
+    s = sub.add_parser("size", help="DCASE 2021 size table of a run, a model file or a registered model")
+    s.add_argument("target", help="run directory, model file, or model name (e.g. dcase2021_baseline)")
+    s.add_argument(
+        "--precision",
+        choices=["float32", "float16", "float16-all", "float16-folded"],
+        help="count the float model at this precision (default: the stored one; float16 for a name)",
+    )
+    s.add_argument("--limit", type=int, default=None, help="limit in bytes (default 128000)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_size)
+
+    s = sub.add_parser(
+        "demo", help="synthetic corpus -> baseline -> float16 -> evaluation, in minutes on a CPU"
+    )
+    s.add_argument("--dir", default="tinyasc_demo", help="working folder (default ./tinyasc_demo)")
+    s.add_argument("--quick", action="store_true", help="about a minute: a tiny corpus and two epochs")
+    s.add_argument("--workers", type=int, default=2)
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tinyasc.config import ConfigError
+    from tinyasc.data.audio import AudioError
+    from tinyasc.data.index import DataError
+    from tinyasc.train.checkpoint import CheckpointError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return args.func(args)
+    except (DataError, ConfigError, AudioError, CheckpointError, KeyError, ValueError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"tinyasc {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Compression and the DCASE 2021 size accounting."""

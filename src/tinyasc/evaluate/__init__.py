@@ -1,0 +1,1 @@
+"""Evaluation: DCASE metrics, prediction over a split, reports and output files."""

@@ -1,0 +1,78 @@
+"""Load a run's shipped model and predict class probabilities for a list of clips."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from tinyasc.compress.quantize import load_as_stored
+from tinyasc.config import FrontendConfig
+from tinyasc.data.cache import cached_features
+from tinyasc.data.dataset import batches
+from tinyasc.frontend import Normalizer
+from tinyasc.models import create_model
+from tinyasc.train.checkpoint import CheckpointError, load_checkpoint
+from tinyasc.train.loop import predict_logits
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    norm: Normalizer
+    frontend: FrontendConfig
+    classes: tuple[str, ...]
+    storage: str
+    path: Path
+
+
+def shipped_model_path(run_dir: str | Path) -> Path:
+    """The model file a run ships (named in size.json), else model.pt."""
+    run_dir = Path(run_dir)
+    size = run_dir / "size.json"
+    if size.exists():
+        return run_dir / json.loads(size.read_text())["model_file"]
+    return run_dir / "model.pt"
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    """Load a tinyasc model file (``model.pt`` / ``model_float16.pt``) or a run directory's shipped model."""
+    path = Path(path)
+    if path.is_dir():
+        path = shipped_model_path(path)
+    art = load_checkpoint(path)
+    if art.get("format") != "tinyasc-model-1":
+        raise CheckpointError(f"{path}: not a tinyasc model file (format {art.get('format')!r})")
+    classes = tuple(art["classes"])
+    model = create_model(art["model_name"], n_classes=len(classes), **art["model_params"])
+    load_as_stored(model, art["state"])
+    model.eval()
+    frontend = FrontendConfig(**art["frontend"])
+    norm = Normalizer(frontend.n_mels)
+    norm.mean.copy_(art["norm_mean"])
+    norm.std.copy_(art["norm_std"])
+    return LoadedModel(model, norm, frontend, classes, art["storage"], path)
+
+
+def predict_paths(
+    lm: LoadedModel,
+    paths: list[Path],
+    cache_dir=None,
+    workers: int = 1,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> np.ndarray:
+    """Class probabilities (N, C) for audio files, through the feature cache."""
+    feats = cached_features(lm.frontend, paths, cache_dir, workers=workers, progress=progress)
+    rows = np.arange(len(paths))
+    logits, _ = predict_logits(
+        lm.model,
+        lm.norm,
+        batches(feats, rows, np.zeros(len(paths), dtype=np.int64), batch_size),
+        torch.device("cpu"),
+    )
+    return torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()

@@ -1,0 +1,136 @@
+"""DCASE output files, metrics.json, a Markdown report and a confusion-matrix PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tinyasc.data.index import DataError, _read_rows
+from tinyasc.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+
+def format_output_csv(filenames: list[str], probs: np.ndarray, classes: tuple[str, ...]) -> str:
+    """Tab-separated ``filename scene_label <classes...>`` (the DCASE 2021 system output format)."""
+    lines = ["\t".join(["filename", "scene_label", *classes])]
+    for name, p in zip(filenames, probs, strict=True):
+        lines.append("\t".join([name, classes[int(np.argmax(p))], *(f"{v:.8f}" for v in p)]))
+    return "\n".join(lines) + "\n"
+
+
+def read_output_csv(path: str | Path, classes: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
+    """Parse a DCASE output file; columns are found by header name, so any column order is accepted."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8").splitlines()
+    if not text:
+        raise DataError(f"{path}: empty file; expected a header filename<TAB>scene_label<TAB><classes>")
+    header = text[0].split("\t")
+    missing = [c for c in ("filename", "scene_label", *classes) if c not in header]
+    if missing:
+        raise DataError(
+            f"{path}:1: header lacks {missing}; expected filename, scene_label and the {len(classes)} classes"
+        )
+    col = {h: i for i, h in enumerate(header)}
+    names, probs = [], []
+    for line, fields in _read_rows(path, ["filename"]):
+        try:
+            p = [float(fields[col[c]]) for c in classes]
+        except ValueError:
+            raise DataError(f"{path}:{line}: probability that is not a number") from None
+        if not np.all(np.isfinite(p)):
+            raise DataError(f"{path}:{line}: probability that is not finite")
+        names.append(fields[col["filename"]])
+        probs.append(p)
+    return names, np.array(probs, dtype=np.float64)
+
+
+def _fmt(v, pct=False) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "-"
+    return f"{100 * v:.1f}%" if pct else f"{v:.3f}"
+
+
+def markdown_report(metrics: dict, title: str) -> str:
+    o = metrics["overall"]
+    lines = [f"# {title}", ""]
+    if "model" in metrics:
+        lines += [
+            f"Model: `{metrics['model']}` ({metrics.get('storage', '')}); "
+            f"size {metrics.get('size_bytes', '-'):,} bytes of non-zero parameters.",
+            "",
+        ]
+    lines += [
+        "| files | accuracy (class-wise mean) | 95% CI | micro accuracy | log loss | 95% CI |",
+        "|---|---|---|---|---|---|",
+        f"| {o['files']} | {_fmt(o['accuracy'], True)} | ±{100 * o['accuracy_ci95']:.1f} | "
+        f"{_fmt(o['micro_accuracy'], True)} | {_fmt(o['logloss'])} | ±{o['logloss_ci95']:.3f} |",
+        "",
+        "Confidence intervals: normal approximation (see tinyasc.evaluate.metrics).",
+        "",
+    ]
+    devices = list(metrics["device_wise"])
+    if metrics["group_wise"]:
+        lines += ["## Device groups", "", "| group | files | accuracy | log loss |", "|---|---|---|---|"]
+        for g, m in metrics["group_wise"].items():
+            lines.append(f"| {g} | {m['files']} | {_fmt(m['accuracy'], True)} | {_fmt(m['logloss'])} |")
+        lines.append("")
+    lines += ["## Devices", "", "| device | files | accuracy | log loss |", "|---|---|---|---|"]
+    for d, m in metrics["device_wise"].items():
+        lines.append(f"| {d} | {m['files']} | {_fmt(m['accuracy'], True)} | {_fmt(m['logloss'])} |")
+    lines += ["", "## Log loss per class and device (accuracy over all devices)", ""]
+    lines.append("| scene | log loss | " + " | ".join(d.upper() for d in devices) + " | accuracy |")
+    lines.append("|---|---|" + "---|" * len(devices) + "---|")
+    for name, m in metrics["class_wise"].items():
+        cells = [_fmt(metrics["class_device_logloss"][name].get(d)) for d in devices]
+        lines.append(
+            f"| {name} | {_fmt(m['logloss'])} | " + " | ".join(cells) + f" | {_fmt(m['accuracy'], True)} |"
+        )
+    avg = [_fmt(metrics["device_wise"][d]["logloss"]) for d in devices]
+    lines.append(
+        f"| **average** | **{_fmt(o['logloss'])}** | "
+        + " | ".join(avg)
+        + f" | **{_fmt(o['accuracy'], True)}** |"
+    )
+    lines += ["", "![confusion matrix](confusion.png)", ""]
+    return "\n".join(lines)
+
+
+def confusion_png(cm: np.ndarray, classes: tuple[str, ...], path: Path) -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(cm, dtype=float)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(classes)), classes, fontsize=8)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(
+                j,
+                i,
+                f"{int(cm[i, j])}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_reports(out_dir: Path, metrics: dict, classes: tuple[str, ...], title: str) -> None:
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    confusion_png(np.array(metrics["confusion"]), classes, out_dir / "confusion.png")
+    atomic_write_text(out_dir / "report.md", markdown_report(metrics, title))

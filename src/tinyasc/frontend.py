@@ -1,0 +1,138 @@
+"""Log-mel frontend as the DCASE 2021 baseline computes it (reference section 1.1), in torch.
+
+Baseline recipe (dcase_util MelExtractor over librosa): 44.1 kHz mono; magnitude STFT with n_fft 2048,
+a 1764-sample (40 ms) periodic Hamming window, hop 882 (20 ms), centred frames; Slaney mel filterbank,
+40 bands over 0-22050 Hz applied to the *magnitude*; natural log with eps = numpy.spacing(1); the first
+500 of 501 frames. Centre padding is 'reflect', the default of the librosa releases the 2021 baseline
+ran on (librosa >= 0.10 changed its default to zeros); it is a config field.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from tinyasc.config import FrontendConfig
+
+
+def hz_to_mel_slaney(f: np.ndarray) -> np.ndarray:
+    """Slaney's auditory toolbox mel scale: linear below 1 kHz, logarithmic above."""
+    f = np.asarray(f, dtype=np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+    return np.where(
+        f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / f_sp
+    )
+
+
+def mel_to_hz_slaney(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+def hz_to_mel_htk(f: np.ndarray) -> np.ndarray:
+    return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz_htk(m: np.ndarray) -> np.ndarray:
+    return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def mel_filterbank(
+    sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float, htk: bool = False, norm: str | None = "slaney"
+) -> np.ndarray:
+    """Triangular mel filters (n_mels, 1 + n_fft // 2), the construction of librosa.filters.mel."""
+    to_mel, to_hz = (hz_to_mel_htk, mel_to_hz_htk) if htk else (hz_to_mel_slaney, mel_to_hz_slaney)
+    fft_freqs = np.linspace(0.0, sr / 2.0, 1 + n_fft // 2)
+    mel_f = to_hz(np.linspace(to_mel(fmin), to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    if norm == "slaney":
+        weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
+    elif norm is not None:
+        raise ValueError(f"frontend.mel_norm: {norm!r}; expected 'slaney' or null")
+    return weights
+
+
+def _window(name: str, length: int) -> torch.Tensor:
+    # Periodic windows: scipy.signal.get_window(..., fftbins=True) == hamming(sym=False) in the baseline.
+    if name == "hamming":
+        return torch.hamming_window(length, periodic=True, dtype=torch.float64)
+    if name == "hann":
+        return torch.hann_window(length, periodic=True, dtype=torch.float64)
+    raise ValueError(f"frontend.window: {name!r}; expected 'hamming' or 'hann'")
+
+
+class LogMel(nn.Module):
+    """audio (B, T) float32 at ``cfg.sample_rate`` -> log-mel (B, 1, n_mels, frames), not normalised."""
+
+    def __init__(self, cfg: FrontendConfig):
+        super().__init__()
+        self.cfg = cfg
+        fmax = cfg.fmax if cfg.fmax is not None else cfg.sample_rate / 2
+        fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, fmax, cfg.htk, cfg.mel_norm)
+        self.register_buffer("window", _window(cfg.window, cfg.win_length).float(), persistent=False)
+        self.register_buffer("mel_fb", torch.from_numpy(fb).float(), persistent=False)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        spec = torch.stft(
+            audio,
+            n_fft=cfg.n_fft,
+            hop_length=cfg.hop_length,
+            win_length=cfg.win_length,
+            window=self.window,
+            center=cfg.center,
+            pad_mode=cfg.pad_mode,
+            return_complex=True,
+        )
+        mag = spec.abs()
+        if cfg.power != 1.0:
+            mag = mag**cfg.power
+        mel = torch.matmul(self.mel_fb, mag)
+        logmel = torch.log(mel + cfg.log_eps)
+        if cfg.frames is not None:
+            if logmel.shape[-1] < cfg.frames:
+                raise ValueError(
+                    f"audio of {audio.shape[-1]} samples gives {logmel.shape[-1]} frames; "
+                    f"the frontend needs {cfg.frames} (pad the clip to {cfg.clip_samples} samples)"
+                )
+            logmel = logmel[..., : cfg.frames]
+        return logmel.unsqueeze(1)
+
+
+class Normalizer(nn.Module):
+    """Per-mel-band standardisation with mean and std of the training fold, stored with the model."""
+
+    def __init__(self, n_mels: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_mels))
+        self.register_buffer("std", torch.ones(n_mels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, 1, n_mels, frames)."""
+        return (x - self.mean[:, None]) / self.std[:, None]
+
+
+def band_statistics(features: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased std per mel band over all frames of all clips; features: (N, n_mels, frames).
+
+    dcase_util Normalizer: mean = S1/N, std = sqrt((N*S2 - S1^2) / (N*(N-1))), accumulated in float64.
+    """
+    s1 = np.zeros(features.shape[1])
+    s2 = np.zeros(features.shape[1])
+    n = 0
+    for i in range(0, len(features), chunk):
+        block = np.asarray(features[i : i + chunk], dtype=np.float64)
+        s1 += block.sum(axis=(0, 2))
+        s2 += (block**2).sum(axis=(0, 2))
+        n += block.shape[0] * block.shape[2]
+    mean = s1 / n
+    std = np.sqrt(np.maximum(n * s2 - s1**2, 0.0) / (n * (n - 1)))
+    return mean.astype(np.float32), np.maximum(std, 1e-8).astype(np.float32)

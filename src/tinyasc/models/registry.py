@@ -1,0 +1,70 @@
+"""Model registry: builders by name, with the frontend input shape each variant declares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    builder: Callable[..., nn.Module]
+    n_mels: int
+    frames: int
+    description: str
+    ships_as: str  # the storage precision the variant is meant to ship in
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(name: str, n_mels: int, frames: int, description: str, ships_as: str = "float16"):
+    """Decorator: register ``builder(n_classes=10, **params) -> nn.Module`` under ``name``."""
+
+    def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = ModelInfo(name, builder, n_mels, frames, description, ships_as)
+        return builder
+
+    return wrap
+
+
+def _ensure_loaded() -> None:
+    # Importing the model modules registers them; kept lazy so importing the registry is cheap.
+    from tinyasc.models import baseline  # noqa: F401
+
+
+def list_models() -> list[str]:
+    _ensure_loaded()
+    return sorted(_REGISTRY)
+
+
+def get_model_info(name: str) -> ModelInfo:
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, n_classes: int = 10, **params) -> nn.Module:
+    info = get_model_info(name)
+    try:
+        return info.builder(n_classes=n_classes, **params)
+    except TypeError as e:
+        raise ValueError(f"model {name!r}: bad model.params {params} ({e})") from None
+
+
+class InputShapeError(ValueError):
+    """The input does not have the frontend shape a model was built for."""
+
+
+def check_input(x, n_mels: int, frames: int, name: str) -> None:
+    if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] != n_mels or x.shape[3] != frames:
+        raise InputShapeError(
+            f"{name}: input shape {tuple(x.shape)}; expected (batch, 1, {n_mels}, {frames}) log-mel "
+            f"(set frontend.n_mels={n_mels} and frontend.frames={frames})"
+        )

@@ -1,0 +1,48 @@
+"""One epoch of training and a loss/accuracy pass, plain PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def train_one_epoch(model: nn.Module, norm: nn.Module, optimizer, batch_iter, device, bar=None) -> dict:
+    model.train()
+    total, correct, loss_sum = 0, 0, 0.0
+    for x, y, _ in batch_iter:
+        x, y = norm(x.to(device)), y.to(device)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        n = len(y)
+        total += n
+        loss_sum += loss.item() * n
+        correct += (logits.argmax(1) == y).sum().item()
+        if bar is not None:
+            bar.update(n)
+            bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{correct / total:.3f}")
+    return {"loss": loss_sum / max(total, 1), "accuracy": correct / max(total, 1)}
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, norm: nn.Module, batch_iter, device) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (N, C) and labels (N,) in the order of ``batch_iter``; the model is left in eval mode."""
+    model.eval()
+    outs, labels = [], []
+    for x, y, _ in batch_iter:
+        outs.append(model(norm(x.to(device))).float().cpu())
+        labels.append(y)
+    return torch.cat(outs).numpy(), torch.cat(labels).numpy()
+
+
+def loss_and_accuracy(logits: np.ndarray, labels: np.ndarray) -> dict:
+    t = torch.from_numpy(logits)
+    y = torch.from_numpy(labels)
+    return {
+        "loss": float(F.cross_entropy(t, y).item()),
+        "accuracy": float((t.argmax(1) == y).float().mean().item()),
+    }

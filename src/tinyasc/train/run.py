@@ -1,0 +1,257 @@
+"""fit(config): data, frontend statistics, model, Adam, epochs, model selection, checkpoints, float16.
+
+A run directory describes itself:
+  config.yaml       resolved config
+  metrics.jsonl     one JSON line per epoch (train and validation loss / accuracy)
+  last.pt           full training state for --resume (model, optimizer, epoch, RNG, best so far)
+  best.pt           weights of the best validation accuracy after ``train.select_after`` epochs
+  model.pt          the selected float32 model with its frontend, normalisation and classes
+  model_float16.pt  the same stored in float16 (batch norm float32), when ``quantize: float16``
+  size.json/.txt    DCASE 2021 size report of what ships
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tinyasc.compress.quantize import quantize_float16
+from tinyasc.compress.size import model_size, state_size
+from tinyasc.config import Config, ConfigError, config_from_dict, save_config
+from tinyasc.data.dataset import batches, prepare_splits
+from tinyasc.frontend import Normalizer, band_statistics
+from tinyasc.io import atomic_write_json, atomic_write_text
+from tinyasc.models import create_model, get_model_info
+from tinyasc.train.checkpoint import load_checkpoint, save_checkpoint
+from tinyasc.train.loop import loss_and_accuracy, predict_logits, train_one_epoch
+
+log = logging.getLogger(__name__)
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device=cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _check_frontend(cfg: Config) -> None:
+    info = get_model_info(cfg.model.name)
+    if (cfg.frontend.n_mels, cfg.frontend.frames) != (info.n_mels, info.frames) and not cfg.model.params:
+        raise ConfigError(
+            f"model {cfg.model.name!r} expects {info.n_mels} mel bands x {info.frames} frames; the frontend "
+            f"gives {cfg.frontend.n_mels} x {cfg.frontend.frames}"
+        )
+
+
+def _resume_state(run_dir: Path, cfg: Config) -> dict | None:
+    last = run_dir / "last.pt"
+    if not last.exists():
+        return None
+    state = load_checkpoint(last)
+    old = dict(state["config"])
+    new = cfg.to_dict()
+    old_train, new_train = dict(old.pop("train")), dict(new.pop("train"))
+    old_train.pop("epochs"), new_train.pop("epochs")
+    if (
+        json.dumps(old, sort_keys=True, default=str) != json.dumps(new, sort_keys=True, default=str)
+        or old_train != new_train
+    ):
+        raise ConfigError(
+            f"{run_dir}: --resume with a different config than the interrupted run (only train.epochs may change)"
+        )
+    return state
+
+
+def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
+    """Train per ``cfg`` into ``run_dir``; returns a summary dict."""
+    from tqdm import tqdm
+
+    run_dir = Path(run_dir)
+    _check_frontend(cfg)
+    if run_dir.exists() and (run_dir / "last.pt").exists() and not resume:
+        raise ConfigError(
+            f"{run_dir}: holds a run already; pass --resume to continue it or choose a new folder"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = _resume_state(run_dir, cfg) if resume else None
+    save_config(cfg, run_dir / "config.yaml")
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.train.seed)
+    device = select_device(cfg.train.device)
+
+    splits = prepare_splits(cfg.data, cfg.frontend, progress=progress)
+    n_classes = len(splits.index.classes)
+    train_rows, val_rows = splits.rows(splits.train), splits.rows(splits.val)
+    train_y, val_y = splits.labels(splits.train), splits.labels(splits.val)
+    if len(train_rows) == 0 or len(val_rows) == 0:
+        raise ConfigError(
+            f"{cfg.data.root}: {len(train_rows)} training and {len(val_rows)} validation clips; need both"
+        )
+
+    # Normalisation over all frames of all training-fold files (validation part included), as dcase_util.
+    all_train = np.sort(np.concatenate([train_rows, val_rows]))
+    mean, std = band_statistics(_gather(splits.features, all_train))
+    norm = Normalizer(cfg.frontend.n_mels)
+    norm.mean.copy_(torch.from_numpy(mean))
+    norm.std.copy_(torch.from_numpy(std))
+    norm = norm.to(device)
+
+    model = create_model(cfg.model.name, n_classes=n_classes, **cfg.model.params).to(device)
+    if cfg.train.optimizer != "adam":
+        raise ConfigError(f"train.optimizer: {cfg.train.optimizer!r}; expected 'adam'")
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=cfg.train.lr, eps=1e-7, weight_decay=cfg.train.weight_decay
+    )
+
+    start_epoch, best = 1, {"epoch": 0, "val_accuracy": -1.0}
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch = int(state["epoch"]) + 1
+        best = dict(state["best"])
+        _truncate_metrics(run_dir / "metrics.jsonl", int(state["epoch"]))
+        log.info("resuming %s at epoch %d", run_dir, start_epoch)
+    elif (run_dir / "metrics.jsonl").exists():
+        (run_dir / "metrics.jsonl").unlink()
+
+    select_after = min(cfg.train.select_after, cfg.train.epochs - 1)
+    for epoch in range(start_epoch, cfg.train.epochs + 1):
+        gen = torch.Generator().manual_seed(cfg.train.seed * 100003 + epoch)
+        bar = tqdm(
+            total=len(train_rows),
+            desc=f"epoch {epoch}/{cfg.train.epochs}",
+            unit="clip",
+            disable=not progress,
+            leave=False,
+        )
+        tr = train_one_epoch(
+            model,
+            norm,
+            optimizer,
+            batches(splits.features, train_rows, train_y, cfg.train.batch_size, shuffle=True, generator=gen),
+            device,
+            bar,
+        )
+        bar.close()
+        logits, labels = predict_logits(
+            model, norm, batches(splits.features, val_rows, val_y, cfg.train.eval_batch_size), device
+        )
+        va = loss_and_accuracy(logits, labels)
+        record = {
+            "epoch": epoch,
+            "train_loss": tr["loss"],
+            "train_accuracy": tr["accuracy"],
+            "val_loss": va["loss"],
+            "val_accuracy": va["accuracy"],
+        }
+        if epoch > select_after and va["accuracy"] > best["val_accuracy"]:
+            best = {"epoch": epoch, "val_accuracy": va["accuracy"], "val_loss": va["loss"]}
+            save_checkpoint({"model": model.state_dict(), "epoch": epoch}, run_dir / "best.pt")
+        record["best_epoch"] = best["epoch"]
+        with open(run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        save_checkpoint(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "epoch": epoch,
+                "torch_rng": torch.get_rng_state(),
+                "best": best,
+                "config": _plain(cfg.to_dict()),
+            },
+            run_dir / "last.pt",
+        )
+        if progress:
+            print(
+                f"epoch {epoch}: train loss {tr['loss']:.3f} acc {tr['accuracy']:.3f} | "
+                f"val loss {va['loss']:.3f} acc {va['accuracy']:.3f} | best epoch {best['epoch']}",
+                flush=True,
+            )
+
+    best_state = load_checkpoint(run_dir / "best.pt")["model"]
+    model.load_state_dict(best_state)
+    model = model.cpu()
+    artifact = {
+        "format": "tinyasc-model-1",
+        "model_name": cfg.model.name,
+        "model_params": _plain(dict(cfg.model.params)),
+        "classes": list(splits.index.classes),
+        "frontend": asdict(cfg.frontend),
+        "norm_mean": norm.mean.cpu(),
+        "norm_std": norm.std.cpu(),
+        "best_epoch": best["epoch"],
+        "storage": "float32",
+        "state": {k: v.cpu() for k, v in model.state_dict().items()},
+    }
+    save_checkpoint(artifact, run_dir / "model.pt")
+    shipped = write_shipped_model(run_dir, artifact, model, cfg.quantize)
+    return {
+        "run_dir": str(run_dir),
+        "best": best,
+        "shipped": shipped,
+        "train_clips": len(train_rows),
+        "val_clips": len(val_rows),
+    }
+
+
+def write_shipped_model(run_dir: Path, artifact: dict, model, precision: str) -> str:
+    """Store the model as it ships and write its size report; returns the file name."""
+    if precision == "float16":
+        stored = dict(artifact, storage="float16", state=quantize_float16(model))
+        name = "model_float16.pt"
+        save_checkpoint(stored, run_dir / name)
+        report = state_size(stored["state"], "float16", "kept-float32")
+    elif precision == "float32":
+        name = "model.pt"
+        report = model_size(model, "float32")
+    else:
+        raise ConfigError(f"quantize: {precision!r}; expected 'float16' or 'float32'")
+    atomic_write_json(run_dir / "size.json", dict(report.to_dict(), model_file=name))
+    atomic_write_text(run_dir / "size.txt", report.table() + "\n")
+    return name
+
+
+def _gather(features: np.ndarray, rows: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    return np.concatenate([np.asarray(features[rows[i : i + chunk]]) for i in range(0, len(rows), chunk)])
+
+
+def _truncate_metrics(path: Path, last_epoch: int) -> None:
+    if not path.exists():
+        return
+    keep = [
+        ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["epoch"] <= last_epoch
+    ]
+    atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def load_run_config(run_dir: str | Path) -> Config:
+    import yaml
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise ConfigError(f"{run_dir}: not a tinyasc run (no config.yaml)")
+    return config_from_dict(yaml.safe_load(path.read_text()))
