@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyasc.data.tau import device_sort_key
+
 EPS = np.finfo(np.float64).eps
 Z95 = 1.959963984540054
 
@@ -107,7 +109,7 @@ def breakdown(
             "accuracy": micro_accuracy(y[mask], pred[mask]),
             "logloss": log_loss(y[mask], probs[mask]),
         }
-    present = [d for d in dict.fromkeys(devices) if d]
+    present = sorted((d for d in set(devices) if d), key=device_sort_key)
     for d in present:
         mask = devices_arr == d
         out["device_wise"][d] = summarize(y[mask], probs[mask], n)

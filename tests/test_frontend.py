@@ -1,0 +1,60 @@
+import librosa
+import numpy as np
+import scipy.signal
+import torch
+
+from tinyasc.config import FrontendConfig
+from tinyasc.frontend import LogMel, band_statistics, mel_filterbank
+
+
+def librosa_baseline_features(y: np.ndarray) -> np.ndarray:
+    """The DCASE 2021 baseline recipe written with librosa (reference section 1.1)."""
+    window = scipy.signal.get_window("hamming", 1764, fftbins=True)  # hamming(sym=False)
+    spec = np.abs(
+        librosa.stft(
+            y + np.spacing(1),
+            n_fft=2048,
+            win_length=1764,
+            hop_length=882,
+            window=window,
+            center=True,
+            pad_mode="reflect",
+        )
+    )
+    mel = librosa.filters.mel(sr=44100, n_fft=2048, n_mels=40, fmin=0, fmax=22050, htk=False)
+    return np.log(mel @ spec + np.spacing(1))[:, :500]
+
+
+def test_mel_filterbank_matches_librosa():
+    ours = mel_filterbank(44100, 2048, 40, 0.0, 22050.0)
+    ref = librosa.filters.mel(sr=44100, n_fft=2048, n_mels=40, fmin=0, fmax=22050, htk=False)
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-9)
+    ours_htk = mel_filterbank(32000, 4096, 256, 0.0, 16000.0, htk=True)
+    ref_htk = librosa.filters.mel(sr=32000, n_fft=4096, n_mels=256, fmin=0, fmax=16000, htk=True)
+    np.testing.assert_allclose(ours_htk, ref_htk, rtol=1e-5, atol=1e-9)
+
+
+def test_logmel_matches_librosa_on_real_length_clips():
+    rng = np.random.default_rng(0)
+    t = np.arange(441000) / 44100
+    clips = np.stack(
+        [
+            (0.1 * rng.standard_normal(441000)).astype(np.float32),
+            (
+                0.3 * np.sin(2 * np.pi * 440 * t) * (1 + np.sin(2 * np.pi * 0.5 * t))
+                + 0.01 * rng.standard_normal(441000)
+            ).astype(np.float32),
+        ]
+    )
+    out = LogMel(FrontendConfig())(torch.from_numpy(clips)).numpy()
+    assert out.shape == (2, 1, 40, 500)
+    for i in range(2):
+        np.testing.assert_allclose(out[i, 0], librosa_baseline_features(clips[i]), atol=2e-4, rtol=1e-4)
+
+
+def test_band_statistics_is_dcase_normalizer():
+    x = np.random.default_rng(1).normal(3, 2, size=(7, 4, 50)).astype(np.float16)
+    mean, std = band_statistics(x, chunk=3)
+    flat = x.astype(np.float64).transpose(1, 0, 2).reshape(4, -1)
+    np.testing.assert_allclose(mean, flat.mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(std, flat.std(axis=1, ddof=1), rtol=1e-5)

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+from sklearn.metrics import log_loss as sk_log_loss
+
+from tinyasc.evaluate.metrics import (
+    breakdown,
+    confusion_matrix,
+    log_loss,
+    macro_accuracy,
+    macro_accuracy_ci,
+    micro_accuracy,
+)
+
+
+def test_log_loss_equals_sklearn_with_ten_labels():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, 200)
+    p = rng.dirichlet(np.ones(10), 200)
+    p[0] = np.eye(10)[(y[0] + 1) % 10]  # a confident mistake: clipped, not infinite
+    assert log_loss(y, p) == pytest.approx(sk_log_loss(y, p, labels=list(range(10))), rel=1e-12)
+    # a subset missing some classes still uses all ten labels
+    assert log_loss(y[:5], p[:5]) == pytest.approx(
+        sk_log_loss(y[:5], p[:5], labels=list(range(10))), rel=1e-12
+    )
+
+
+def test_log_loss_hand_value():
+    y = np.array([0, 1])
+    p = np.array([[0.5, 0.5], [0.2, 0.8]])
+    assert log_loss(y, p) == pytest.approx(-(np.log(0.5) + np.log(0.8)) / 2)
+
+
+def test_macro_accuracy_is_mean_of_class_accuracies():
+    y = np.array([0, 0, 0, 0, 1])
+    pred = np.array([0, 0, 0, 0, 0])
+    assert micro_accuracy(y, pred) == pytest.approx(0.8)
+    assert macro_accuracy(y, pred, 2) == pytest.approx(0.5)  # (1.0 + 0.0) / 2
+    # CI: 1.96 * sqrt(sum p(1-p)/n) / C with p = (1, 0) is 0
+    assert macro_accuracy_ci(y, pred, 2) == pytest.approx(0.0)
+    y2, pred2 = np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1])
+    expected = 1.959963984540054 * np.sqrt(0.5 * 0.5 / 2 + 0) / 2
+    assert macro_accuracy_ci(y2, pred2, 2) == pytest.approx(expected)
+
+
+def test_confusion_and_breakdown():
+    y = np.array([0, 1, 1, 2])
+    p = np.eye(3)[[0, 1, 2, 2]] * 0.7 + 0.1
+    assert confusion_matrix(y, p.argmax(1), 3).tolist() == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
+    b = breakdown(y, p, ["a", "a", "s4", "s4"], ("x", "y", "z"), {"real": ("a",), "unseen": ("s4",)})
+    assert b["device_wise"]["a"]["accuracy"] == 1.0 and b["group_wise"]["unseen"]["micro_accuracy"] == 0.5
+    assert b["class_wise"]["y"]["accuracy"] == 0.5
+    assert b["class_device_logloss"]["x"]["s4"] is None
