@@ -132,7 +132,9 @@ def test_train_devices_restriction(tiny_corpus, tmp_path, capsys):
     from tinyasc.config import load_config
     from tinyasc.data.dataset import prepare_splits
 
-    cfg = load_config(None, [f"data.root={tiny_corpus}", f"data.cache_dir={tmp_path}", "data.train_devices=[a, b]"])
+    cfg = load_config(
+        None, [f"data.root={tiny_corpus}", f"data.cache_dir={tmp_path}", "data.train_devices=[a, b]"]
+    )
     splits = prepare_splits(cfg.data, cfg.frontend)
     assert {c.device for c in splits.train + splits.val} == {"a", "b"}
     assert len(splits.evaluate) == 90  # evaluation keeps every device

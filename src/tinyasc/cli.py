@@ -108,7 +108,7 @@ def cmd_evaluate(a) -> int:
 def cmd_score(a) -> int:
     from tinyasc.evaluate.run import score
 
-    m = score(a.output, a.reference)
+    m = score(a.output, a.reference, tuple(a.classes.split(",")) if a.classes else None)
     if a.json:
         print(json.dumps(m, indent=2))
     else:
@@ -203,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("score", help="score a DCASE-format output.csv against a reference CSV")
     s.add_argument("output")
     s.add_argument("reference", help="filename<TAB>scene_label [identifier source_label]")
+    s.add_argument(
+        "--classes", help="comma-separated class names of a generic dataset (default: the 10 TAU scenes)"
+    )
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_score)
 

@@ -58,21 +58,20 @@ def load_model(path: str | Path) -> LoadedModel:
     return LoadedModel(model, norm, frontend, classes, art["storage"], path)
 
 
+def predict_features(
+    lm: LoadedModel, feats: np.ndarray, rows: np.ndarray, batch_size: int = 64
+) -> np.ndarray:
+    """Class probabilities (len(rows), C) for rows of a (N, n_mels, frames) log-mel feature array."""
+    dummy = np.zeros(len(rows), dtype=np.int64)
+    logits, _ = predict_logits(
+        lm.model, lm.norm, batches(feats, rows, dummy, batch_size), torch.device("cpu")
+    )
+    return torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
+
+
 def predict_paths(
-    lm: LoadedModel,
-    paths: list[Path],
-    cache_dir=None,
-    workers: int = 1,
-    batch_size: int = 64,
-    progress: bool = False,
+    lm: LoadedModel, paths: list[Path], cache_dir=None, workers: int = 1, progress: bool = False
 ) -> np.ndarray:
     """Class probabilities (N, C) for audio files, through the feature cache."""
     feats = cached_features(lm.frontend, paths, cache_dir, workers=workers, progress=progress)
-    rows = np.arange(len(paths))
-    logits, _ = predict_logits(
-        lm.model,
-        lm.norm,
-        batches(feats, rows, np.zeros(len(paths), dtype=np.int64), batch_size),
-        torch.device("cpu"),
-    )
-    return torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
+    return predict_features(lm, feats, np.arange(len(paths)))

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyasc.data.dataset import load_index
+from tinyasc.data.cache import cached_features
+from tinyasc.data.dataset import cached_clips, load_index
 from tinyasc.data.index import DataError, _read_rows
 from tinyasc.data.tau import DEVICE_GROUPS, EVAL_DEVICE_GROUPS, FileNameError, parse_filename
 from tinyasc.evaluate.metrics import breakdown
-from tinyasc.evaluate.predict import load_model, predict_paths
+from tinyasc.evaluate.predict import load_model, predict_features
 from tinyasc.evaluate.report import format_output_csv, read_output_csv, write_reports
 from tinyasc.io import atomic_write_text
 from tinyasc.train.run import load_run_config
@@ -34,9 +35,11 @@ def evaluate_run(run_dir: str | Path, progress: bool = False) -> dict:
     clips = index.split("evaluate")
     if not clips:
         raise DataError(f"{cfg.data.root}: no evaluate split to evaluate on")
-    probs = predict_paths(
-        lm, [index.path(c) for c in clips], cfg.data.cache_dir, cfg.data.workers, progress=progress
-    )
+    # The run's cache entry (training fold, then evaluate) already holds these features.
+    cached = cached_clips(index, cfg.data)
+    paths = [index.path(c) for c in cached]
+    feats = cached_features(lm.frontend, paths, cfg.data.cache_dir, cfg.data.workers, progress)
+    probs = predict_features(lm, feats, np.arange(len(cached) - len(clips), len(cached)))
     y = np.array([lm.classes.index(c.scene) for c in clips])
     devices = [c.device for c in clips]
     metrics = breakdown(y, probs, devices, lm.classes, _groups_for(devices))
