@@ -23,3 +23,29 @@ def real_setup_root(tmp_path) -> Path:
     """A dataset root holding only the real evaluation_setup CSVs (no audio)."""
     shutil.copytree(REAL_SETUP, tmp_path / "evaluation_setup")
     return tmp_path
+
+
+def train_args(corpus, run_dir, cache_dir, epochs, extra=()):
+    return [
+        "train",
+        "configs/baseline.yaml",
+        f"data.root={corpus}",
+        f"data.cache_dir={cache_dir}",
+        f"train.epochs={epochs}",
+        "train.select_after=0",
+        "train.eval_batch_size=32",
+        *extra,
+        "--run-dir",
+        str(run_dir),
+        "--quiet",
+    ]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_corpus, tmp_path_factory) -> tuple[Path, Path]:
+    """(run_dir, tmp) of a 2-epoch baseline run on the tiny corpus, shared by the tests."""
+    from tinyasc.cli import main
+
+    tmp = tmp_path_factory.mktemp("run")
+    assert main(train_args(tiny_corpus, tmp / "run", tmp / "cache", 2)) == 0
+    return tmp / "run", tmp

@@ -8,29 +8,18 @@ import torch
 from tinyasc.cli import main
 from tinyasc.train.checkpoint import CheckpointError, load_checkpoint
 
+from .conftest import train_args
+
 
 def _train(corpus, run_dir, tmp_path, epochs, extra=(), resume=False):
-    args = [
-        "train",
-        "configs/baseline.yaml",
-        f"data.root={corpus}",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        f"train.epochs={epochs}",
-        "train.select_after=0",
-        "train.eval_batch_size=32",
-        *extra,
-        "--run-dir",
-        str(run_dir),
-        "--quiet",
-    ]
-    return main(args + (["--resume"] if resume else []))
+    return main(
+        train_args(corpus, run_dir, tmp_path / "cache", epochs, extra) + (["--resume"] if resume else [])
+    )
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_corpus, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("run")
-    assert _train(tiny_corpus, tmp / "run", tmp, 2) == 0
-    return tmp / "run", tmp
+@pytest.fixture()
+def trained(trained_run):
+    return trained_run
 
 
 def test_cli_pipeline(tiny_corpus, trained, capsys, monkeypatch):

@@ -144,6 +144,66 @@ def cmd_size(a) -> int:
     return 0 if report.fits else 1
 
 
+def cmd_predict(a) -> int:
+    from tinyasc.evaluate.calibration import load_temperature
+    from tinyasc.evaluate.infer import collect_inputs, format_csv, format_jsonl, predict_files
+    from tinyasc.evaluate.predict import load_model
+    from tinyasc.io import atomic_write_text
+
+    lm = load_model(a.model)
+    temperature = 1.0 if a.no_calibration else load_temperature(a.model)
+    paths, failed = collect_inputs(a.inputs)
+    results = failed + predict_files(lm, paths, a.window, a.hop, a.workers, a.batch_size, temperature)
+    as_json = a.output is not None and Path(a.output).suffix.lower() in {".json", ".jsonl"}
+    text = (format_jsonl if as_json else format_csv)(results, lm.classes, a.per_window)
+    if a.output:
+        atomic_write_text(a.output, text)
+    else:
+        sys.stdout.write(text)
+    bad = [r for r in results if r.error]
+    for r in bad:
+        print(f"tinyasc predict: {r.path}: {r.error}", file=sys.stderr)
+    ok = len(results) - len(bad)
+    print(
+        f"{ok} file(s) predicted, {len(bad)} failed" + (f"; wrote {a.output}" if a.output else ""),
+        file=sys.stderr,
+    )
+    return 1 if bad else 0
+
+
+def cmd_calibrate(a) -> int:
+    from tinyasc.evaluate.calibration import calibrate_run
+
+    r = calibrate_run(a.run_dir, progress=not a.quiet)
+    print(
+        f"temperature {r['temperature']:.4f} fitted on the {r['fitted_on']}: validation log loss "
+        f"{r['validation_logloss_before']:.3f} -> {r['validation_logloss_after']:.3f}"
+    )
+    print(f"stored in {Path(a.run_dir) / 'calibration.json'}; tinyasc evaluate and predict now apply it")
+    return 0
+
+
+def cmd_submit(a) -> int:
+    from tinyasc.evaluate.submission import write_submission
+
+    path = write_submission(a.run_dir, a.eval_root, a.label, a.meta, a.out, workers=a.workers)
+    print(f"submission package: {path} (passed the checker rules)")
+    return 0
+
+
+def cmd_check_submission(a) -> int:
+    from tinyasc.data.index import load_tau
+    from tinyasc.evaluate.submission import check_package
+
+    index = load_tau(a.eval_root, check_audio=False)
+    clips = index.split("test") if index.kind == "tau-evaluation" else index.split("evaluate")
+    errors = check_package(Path(a.package).read_bytes(), [c.filename for c in clips])
+    for e in errors:
+        print(e)
+    print("no errors found" if not errors else f"{len(errors)} error(s)")
+    return 1 if errors else 0
+
+
 def cmd_demo(a) -> int:
     from tinyasc.demo import run_demo
 
@@ -220,6 +280,41 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_size)
 
+    s = sub.add_parser("predict", help="predict scenes of any audio files, folders or list files")
+    s.add_argument("model", help="run directory or tinyasc model file (model.pt, model_float16.pt)")
+    s.add_argument("inputs", nargs="+", help="audio files, folders (searched recursively) or .txt/.lst lists")
+    s.add_argument(
+        "-o", "--output", help="out.csv (DCASE columns + error) or out.jsonl; default: CSV on stdout"
+    )
+    s.add_argument("--window", type=float, help="window length in seconds (default: the model's clip length)")
+    s.add_argument("--hop", type=float, help="hop between windows in seconds (default: the window)")
+    s.add_argument("--per-window", action="store_true", help="also write each window's probabilities")
+    s.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--no-calibration", action="store_true", help="ignore the run's temperature")
+    s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("calibrate", help="fit temperature scaling on the validation split and store it")
+    s.add_argument("run_dir")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_calibrate)
+
+    s = sub.add_parser("submit", help="write the DCASE 2021 Task 1A submission package for an evaluation set")
+    s.add_argument("run_dir")
+    s.add_argument("eval_root", help="evaluation-set root (audio/<n>.wav, evaluation_setup/fold1_test.csv)")
+    s.add_argument("--label", required=True, help="Lastname_Institute_task1a_N (N in 1-4)")
+    s.add_argument(
+        "--meta", required=True, help="YAML with submission: name, abbreviation, authors (and system:)"
+    )
+    s.add_argument("-o", "--out", default="submission", help="output folder (default ./submission)")
+    s.add_argument("--workers", type=int, default=2)
+    s.set_defaults(func=cmd_submit)
+
+    s = sub.add_parser("check-submission", help="check a submission zip with the organisers' rules")
+    s.add_argument("package")
+    s.add_argument("eval_root")
+    s.set_defaults(func=cmd_check_submission)
+
     s = sub.add_parser(
         "demo", help="synthetic corpus -> baseline -> float16 -> evaluation, in minutes on a CPU"
     )
@@ -234,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     from tinyasc.config import ConfigError
     from tinyasc.data.audio import AudioError
     from tinyasc.data.index import DataError
+    from tinyasc.evaluate.submission import SubmissionError
     from tinyasc.train.checkpoint import CheckpointError
 
     args = build_parser().parse_args(argv)
@@ -242,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.func(args)
+    except SubmissionError as e:
+        print(f"tinyasc {args.command}: {e}", file=sys.stderr)
+        return 2
     except (DataError, ConfigError, AudioError, CheckpointError, KeyError, ValueError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"tinyasc {args.command}: error: {msg}", file=sys.stderr)

@@ -12,7 +12,6 @@ from torch import nn
 
 from tinyasc.compress.quantize import load_as_stored
 from tinyasc.config import FrontendConfig
-from tinyasc.data.cache import cached_features
 from tinyasc.data.dataset import batches
 from tinyasc.frontend import Normalizer
 from tinyasc.models import create_model
@@ -58,20 +57,15 @@ def load_model(path: str | Path) -> LoadedModel:
     return LoadedModel(model, norm, frontend, classes, art["storage"], path)
 
 
-def predict_features(
-    lm: LoadedModel, feats: np.ndarray, rows: np.ndarray, batch_size: int = 64
-) -> np.ndarray:
-    """Class probabilities (len(rows), C) for rows of a (N, n_mels, frames) log-mel feature array."""
+def feature_logits(lm: LoadedModel, feats: np.ndarray, rows: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Logits (len(rows), C) for rows of a (N, n_mels, frames) log-mel feature array."""
     dummy = np.zeros(len(rows), dtype=np.int64)
     logits, _ = predict_logits(
         lm.model, lm.norm, batches(feats, rows, dummy, batch_size), torch.device("cpu")
     )
-    return torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
+    return logits
 
 
-def predict_paths(
-    lm: LoadedModel, paths: list[Path], cache_dir=None, workers: int = 1, progress: bool = False
-) -> np.ndarray:
-    """Class probabilities (N, C) for audio files, through the feature cache."""
-    feats = cached_features(lm.frontend, paths, cache_dir, workers=workers, progress=progress)
-    return predict_features(lm, feats, np.arange(len(paths)))
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Probabilities (float64) of logits divided by the calibration temperature."""
+    return torch.softmax(torch.from_numpy(logits).double() / temperature, dim=1).numpy()

@@ -68,6 +68,12 @@ def markdown_report(metrics: dict, title: str) -> str:
         "Confidence intervals: normal approximation (see tinyasc.evaluate.metrics).",
         "",
     ]
+    if "uncalibrated" in metrics:
+        lines += [
+            f"Calibrated by temperature scaling (T = {metrics['temperature']:.3f}, fitted on the validation split): "
+            f"log loss {metrics['uncalibrated']['logloss']:.3f} before, {o['logloss']:.3f} after.",
+            "",
+        ]
     devices = list(metrics["device_wise"])
     if metrics["group_wise"]:
         lines += ["## Device groups", "", "| group | files | accuracy | log loss |", "|---|---|---|---|"]

@@ -11,8 +11,9 @@ from tinyasc.data.cache import cached_features
 from tinyasc.data.dataset import cached_clips, load_index
 from tinyasc.data.index import DataError, _read_rows
 from tinyasc.data.tau import DEVICE_GROUPS, EVAL_DEVICE_GROUPS, FileNameError, parse_filename
-from tinyasc.evaluate.metrics import breakdown
-from tinyasc.evaluate.predict import load_model, predict_features
+from tinyasc.evaluate.calibration import load_temperature
+from tinyasc.evaluate.metrics import breakdown, log_loss
+from tinyasc.evaluate.predict import feature_logits, load_model, softmax
 from tinyasc.evaluate.report import format_output_csv, read_output_csv, write_reports
 from tinyasc.io import atomic_write_text
 from tinyasc.train.run import load_run_config
@@ -39,10 +40,16 @@ def evaluate_run(run_dir: str | Path, progress: bool = False) -> dict:
     cached = cached_clips(index, cfg.data)
     paths = [index.path(c) for c in cached]
     feats = cached_features(lm.frontend, paths, cfg.data.cache_dir, cfg.data.workers, progress)
-    probs = predict_features(lm, feats, np.arange(len(cached) - len(clips), len(cached)))
+    logits = feature_logits(lm, feats, np.arange(len(cached) - len(clips), len(cached)))
+    temperature = load_temperature(run_dir)
+    probs = softmax(logits, temperature)
     y = np.array([lm.classes.index(c.scene) for c in clips])
     devices = [c.device for c in clips]
     metrics = breakdown(y, probs, devices, lm.classes, _groups_for(devices))
+    metrics["temperature"] = temperature
+    if temperature != 1.0:  # the calibration's effect on the test split, reported beside it
+        raw = softmax(logits)
+        metrics["uncalibrated"] = {"logloss": log_loss(y, raw), "accuracy": metrics["overall"]["accuracy"]}
     size = json.loads((run_dir / "size.json").read_text()) if (run_dir / "size.json").exists() else {}
     metrics.update(
         model=cfg.model.name,

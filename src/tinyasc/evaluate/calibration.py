@@ -1,0 +1,84 @@
+"""Temperature scaling (Guo et al., 2017) fitted on the validation split, never on the test split.
+
+Log loss ranks DCASE 2021 Task 1A, so probabilities must be calibrated. One scalar T divides the
+logits; T is chosen to minimise the log loss of the run's validation clips (the same location-disjoint
+split training selected its epoch on), using the model as it ships. The result is stored in the run as
+``calibration.json``; evaluation reports log loss before and after, and prediction applies it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax
+
+from tinyasc.data.cache import cached_features
+from tinyasc.data.dataset import cached_clips, load_index, training_clips
+from tinyasc.data.index import validation_split
+from tinyasc.evaluate.predict import load_model
+from tinyasc.io import atomic_write_json
+from tinyasc.train.loop import predict_logits
+from tinyasc.train.run import load_run_config
+
+CALIBRATION_FILE = "calibration.json"
+
+
+def nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    """Mean negative log likelihood of softmax(logits / T)."""
+    lp = log_softmax(logits.astype(np.float64) / temperature, axis=1)
+    return float(-np.mean(lp[np.arange(len(labels)), labels]))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """T > 0 minimising the NLL, searched on log T in [log 0.05, log 20] (bounded Brent)."""
+    res = minimize_scalar(
+        lambda lt: nll(logits, labels, float(np.exp(lt))),
+        bounds=(np.log(0.05), np.log(20.0)),
+        method="bounded",
+        options={"xatol": 1e-5},
+    )
+    return float(np.exp(res.x))
+
+
+def load_temperature(path: str | Path) -> float:
+    """The temperature stored with a run (or beside a model file); 1.0 when the run is not calibrated."""
+    path = Path(path)
+    run_dir = path if path.is_dir() else path.parent
+    f = run_dir / CALIBRATION_FILE
+    return float(json.loads(f.read_text())["temperature"]) if f.exists() else 1.0
+
+
+def calibrate_run(run_dir: str | Path, progress: bool = False) -> dict:
+    """Fit T on the run's validation split with its shipped model; store and return the record."""
+    import torch
+
+    from tinyasc.data.dataset import batches
+
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    lm = load_model(run_dir)
+    index = load_index(cfg.data)
+    _, val = validation_split(
+        training_clips(index, cfg.data), cfg.data.validation_fraction, cfg.data.validation_seed
+    )
+    cached = cached_clips(index, cfg.data)
+    row = {c.filename: i for i, c in enumerate(cached)}
+    feats = cached_features(
+        lm.frontend, [index.path(c) for c in cached], cfg.data.cache_dir, cfg.data.workers, progress
+    )
+    rows = np.array([row[c.filename] for c in val])
+    labels = np.array([lm.classes.index(c.scene) for c in val])
+    logits, _ = predict_logits(lm.model, lm.norm, batches(feats, rows, labels, 64), torch.device("cpu"))
+    t = fit_temperature(logits, labels)
+    record = {
+        "temperature": t,
+        "fitted_on": f"validation split of the training fold ({len(val)} clips, seed {cfg.data.validation_seed})",
+        "model_file": lm.path.name,
+        "validation_logloss_before": nll(logits, labels, 1.0),
+        "validation_logloss_after": nll(logits, labels, t),
+    }
+    atomic_write_json(run_dir / CALIBRATION_FILE, record)
+    return record

@@ -1,0 +1,124 @@
+"""tinyasc predict on files of other formats, rates, channel counts and lengths; bad files among good."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from tinyasc.cli import main
+from tinyasc.evaluate.infer import collect_inputs, predict_files, window_starts
+from tinyasc.evaluate.predict import load_model
+
+
+@pytest.fixture(scope="module")
+def clip(tiny_corpus):
+    x, sr = sf.read(next((tiny_corpus / "audio").glob("park-*-a.wav")), dtype="float32")
+    assert sr == 44100
+    return x
+
+
+def test_window_rule():
+    assert window_starts(100, 100, 100) == [0]
+    assert window_starts(30, 100, 100) == [0]  # short: one padded window
+    assert window_starts(260, 100, 100) == [0, 100, 200]  # last holds 60 >= 50: kept, padded
+    assert window_starts(230, 100, 100) == [0, 100]  # last would hold 30 < 50: dropped
+    assert window_starts(200, 100, 50) == [0, 50, 100, 150]
+
+
+def test_any_format_rate_channels_length(trained_run, clip, tmp_path):
+    run, _ = trained_run
+    files = {
+        "same.wav": (clip, 44100, "PCM_24"),
+        "rate16k.flac": (resample_poly(clip, 160, 441).astype(np.float32), 16000, None),
+        "stereo48k.wav": (
+            np.stack([resample_poly(clip, 160, 147)] * 2, axis=1).astype(np.float32),
+            48000,
+            "FLOAT",
+        ),
+        "pcm16.wav": (clip, 44100, "PCM_16"),
+        "long.wav": (np.concatenate([clip, clip, clip[: 6 * 44100]]), 44100, "FLOAT"),
+        "vorbis.ogg": (clip, 44100, None),
+        "short.wav": (clip[: 3 * 44100], 44100, "PCM_32"),
+    }
+    for name, (x, sr, subtype) in files.items():
+        sf.write(tmp_path / name, x, sr, subtype=subtype)
+    lm = load_model(run)
+    paths, failed = collect_inputs([str(tmp_path)])
+    assert not failed and len(paths) == 7
+    res = {r.path.split("/")[-1]: r for r in predict_files(lm, paths, workers=2)}
+    for r in res.values():
+        assert r.error is None and abs(r.probs.sum() - 1) < 1e-6
+    ref = res["same.wav"].probs
+    long = res["long.wav"]
+    assert [(s, e) for s, e, _ in long.windows] == [(0.0, 10.0), (10.0, 20.0), (20.0, 26.0)]
+    np.testing.assert_allclose(long.probs, np.mean([p for _, _, p in long.windows], axis=0))
+    np.testing.assert_allclose(long.windows[0][2], ref, atol=1e-5)  # first window is the clip itself
+    assert len(res["short.wav"].windows) == 1
+
+
+def test_resampled_and_downmixed_input_gives_the_same_features(trained_run, clip, tmp_path):
+    """48 kHz stereo and 16 kHz mono versions of a clip reach the model as (nearly) the same log-mel."""
+    from tinyasc.evaluate import infer
+
+    run, _ = trained_run
+    lm = load_model(run)
+    sf.write(tmp_path / "ref.wav", clip, 44100, subtype="FLOAT")
+    sf.write(
+        tmp_path / "s48.wav", np.stack([resample_poly(clip, 160, 147)] * 2, axis=1), 48000, subtype="FLOAT"
+    )
+    sf.write(tmp_path / "m16.wav", resample_poly(clip, 160, 441), 16000, subtype="FLOAT")
+    infer._init(lm.frontend, 10.0, 10.0)
+    ref, s48, m16 = (
+        infer._decode(str(tmp_path / n)).features[0, 0] for n in ("ref.wav", "s48.wav", "m16.wav")
+    )
+    inner = slice(5, -5)  # frames away from the edges, where the resamplers' filters start up
+    assert np.abs(s48[:, inner] - ref[:, inner]).mean() < 0.05
+    low = lm.frontend.n_mels * 2 // 3  # bands below 8 kHz, all that 16 kHz audio holds
+    assert np.abs(m16[:low, inner] - ref[:low, inner]).mean() < 0.1
+
+
+def test_bad_files_reported_and_others_processed(trained_run, clip, tmp_path, capsys):
+    run, _ = trained_run
+    sf.write(tmp_path / "good.wav", clip, 44100)
+    sf.write(tmp_path / "silent.wav", np.zeros(44100), 44100)
+    sf.write(tmp_path / "empty.wav", np.zeros(0), 44100)
+    nan = clip.copy()
+    nan[100] = np.nan
+    sf.write(tmp_path / "nan.wav", nan, 44100, subtype="FLOAT")
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    (tmp_path / "notes.md").write_text("hello")
+    (tmp_path / "list.txt").write_text("good.wav\n# a comment\nsilent.wav\n")
+    out = tmp_path / "out.jsonl"
+    args = [
+        "predict",
+        str(run),
+        str(tmp_path / "list.txt"),
+        str(tmp_path / "empty.wav"),
+        str(tmp_path / "nan.wav"),
+        str(tmp_path / "corrupt.wav"),
+        str(tmp_path / "notes.md"),
+        "-o",
+        str(out),
+        "--per-window",
+    ]
+    assert main(args) == 1
+    rows = {r["filename"].split("/")[-1]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert rows["good.wav"]["scene_label"] and len(rows["good.wav"]["window_probabilities"]) == 1
+    assert rows["silent.wav"]["error"].startswith("silent")
+    assert rows["empty.wav"]["error"].startswith("empty")
+    assert "NaN" in rows["nan.wav"]["error"]
+    assert rows["corrupt.wav"]["error"].startswith("not readable audio")
+    assert "unsupported extension" in rows["notes.md"]["error"]
+    err = capsys.readouterr().err
+    assert "corrupt.wav: not readable audio" in err and "1 file(s) predicted, 5 failed" in err
+
+
+def test_csv_output_is_dcase_columns_plus_error(trained_run, clip, tmp_path):
+    run, _ = trained_run
+    sf.write(tmp_path / "good.wav", clip, 44100)
+    assert main(["predict", str(run), str(tmp_path / "good.wav"), "-o", str(tmp_path / "o.csv")]) == 0
+    lines = (tmp_path / "o.csv").read_text().splitlines()
+    assert lines[0].split("\t")[:2] == ["filename", "scene_label"] and lines[0].split("\t")[-1] == "error"
+    assert len(lines) == 2 and len(lines[1].split("\t")) == 13
