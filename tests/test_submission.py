@@ -10,6 +10,7 @@ import yaml
 from tinyasc.cli import main
 from tinyasc.data.index import load_tau
 from tinyasc.data.synth import write_evaluation_corpus
+from tinyasc.data.tau import DEV_DEVICES, SCENES
 from tinyasc.evaluate.report import format_output_csv
 from tinyasc.evaluate.submission import check_label, check_meta, check_output, check_package, check_size
 
@@ -138,24 +139,8 @@ def test_label_meta_and_size_rules():
 
     metrics = {
         "overall": {"accuracy": 0.5, "logloss": 1.2},
-        "class_wise": {
-            c: {"accuracy": 0.5, "logloss": 1.0}
-            for c in (
-                "airport",
-                "bus",
-                "metro",
-                "metro_station",
-                "park",
-                "public_square",
-                "shopping_mall",
-                "street_pedestrian",
-                "street_traffic",
-                "tram",
-            )
-        },
-        "device_wise": {
-            d: {"accuracy": 0.5, "logloss": 1.0} for d in ("a", "b", "c", "s1", "s2", "s3", "s4", "s5", "s6")
-        },
+        "class_wise": {c: {"accuracy": 0.5, "logloss": 1.0} for c in SCENES},
+        "device_wise": {d: {"accuracy": 0.5, "logloss": 1.0} for d in DEV_DEVICES},
     }
     size = {"params": 10, "nonzero_params": 9, "nonzero_bytes": 20}
     meta = build_meta(META, LABEL, size, metrics, 44100, "float16")

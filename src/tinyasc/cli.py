@@ -99,6 +99,8 @@ def cmd_evaluate(a) -> int:
         print(json.dumps(m, indent=2))
     else:
         print(_overall_line(m))
+        if "uncalibrated" in m:
+            print(f"  calibrated (T = {m['temperature']:.3f}): log loss {m['uncalibrated']['logloss']:.3f} before")
         for g, s in m["group_wise"].items():
             print(f"  {g:8s} accuracy {100 * s['accuracy']:.1f}%  log loss {s['logloss']:.3f}")
         print(f"report: {Path(a.run_dir) / 'report.md'}")
