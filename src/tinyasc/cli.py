@@ -100,7 +100,9 @@ def cmd_evaluate(a) -> int:
     else:
         print(_overall_line(m))
         if "uncalibrated" in m:
-            print(f"  calibrated (T = {m['temperature']:.3f}): log loss {m['uncalibrated']['logloss']:.3f} before")
+            print(
+                f"  calibrated (T = {m['temperature']:.3f}): log loss {m['uncalibrated']['logloss']:.3f} before"
+            )
         for g, s in m["group_wise"].items():
             print(f"  {g:8s} accuracy {100 * s['accuracy']:.1f}%  log loss {s['logloss']:.3f}")
         print(f"report: {Path(a.run_dir) / 'report.md'}")
@@ -204,6 +206,32 @@ def cmd_check_submission(a) -> int:
         print(e)
     print("no errors found" if not errors else f"{len(errors)} error(s)")
     return 1 if errors else 0
+
+
+def cmd_download(a) -> int:
+    from tinyasc.data.download import SETS, ZENODO, DownloadError, download
+
+    if a.set not in SETS:
+        raise DownloadError(f"unknown set {a.set!r}; expected one of {', '.join(SETS)}")
+    packages = SETS[a.set]
+    if a.only:
+        wanted = {f".{o}.zip" for o in a.only}
+        packages = [p for p in packages if any(p.filename.endswith(w) for w in wanted)]
+        if not packages:
+            raise DownloadError(f"--only {a.only}: no such package in {a.set} (e.g. doc, meta, audio.1)")
+    res = download(
+        a.dest,
+        a.set,
+        a.base_url or ZENODO,
+        a.parallel,
+        keep_archives=not a.remove_archives,
+        progress=not a.quiet,
+        packages=packages,
+        retries=a.retries,
+    )
+    done = sum(1 for v in res.values() if v == "complete")
+    print(f"{a.dest}: {len(res)} package(s) ready ({done} already complete, {len(res) - done} extracted now)")
+    return 0
 
 
 def cmd_demo(a) -> int:
@@ -317,6 +345,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("eval_root")
     s.set_defaults(func=cmd_check_submission)
 
+    s = sub.add_parser("download", help="download, verify (md5) and extract TAU 2020 Mobile packages")
+    s.add_argument("dest", help="folder that will hold TAU-urban-acoustic-scenes-2020-mobile-*/")
+    s.add_argument("--set", default="development", help="development (default) or evaluation-2020")
+    s.add_argument("--parallel", type=int, default=2, help="packages fetched at once (default 2)")
+    s.add_argument("--base-url", help="mirror URL template with {filename} (and optionally {record})")
+    s.add_argument("--only", nargs="+", help="only these packages, e.g. doc meta audio.1")
+    s.add_argument(
+        "--retries", type=int, default=5, help="attempts after the first, with backoff (default 5)"
+    )
+    s.add_argument("--remove-archives", action="store_true", help="delete each zip after extracting it")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_download)
+
     s = sub.add_parser(
         "demo", help="synthetic corpus -> baseline -> float16 -> evaluation, in minutes on a CPU"
     )
@@ -330,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from tinyasc.config import ConfigError
     from tinyasc.data.audio import AudioError
+    from tinyasc.data.download import DownloadError
     from tinyasc.data.index import DataError
     from tinyasc.evaluate.submission import SubmissionError
     from tinyasc.train.checkpoint import CheckpointError
@@ -340,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except SubmissionError as e:
+    except (SubmissionError, DownloadError) as e:
         print(f"tinyasc {args.command}: {e}", file=sys.stderr)
         return 2
     except (DataError, ConfigError, AudioError, CheckpointError, KeyError, ValueError) as e:
