@@ -77,6 +77,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda"
     eval_batch_size: int = 64
     threads: int | None = None  # torch intra-op threads on CPU; None = torch's default
+    sync_batchnorm: bool = True  # DDP on CUDA: batch-norm statistics over the global batch
 
 
 @dataclass(frozen=True)

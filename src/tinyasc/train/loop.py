@@ -25,7 +25,7 @@ def train_one_epoch(model: nn.Module, norm: nn.Module, optimizer, batch_iter, de
         if bar is not None:
             bar.update(n)
             bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{correct / total:.3f}")
-    return {"loss": loss_sum / max(total, 1), "accuracy": correct / max(total, 1)}
+    return {"loss": loss_sum / max(total, 1), "accuracy": correct / max(total, 1), "n": total}
 
 
 @torch.no_grad()
@@ -40,6 +40,9 @@ def predict_logits(model: nn.Module, norm: nn.Module, batch_iter, device) -> tup
 
 
 def loss_and_accuracy(logits: np.ndarray, labels: np.ndarray) -> dict:
+    """Mean cross-entropy and accuracy (0 and 0 for no clips, e.g. a rank's empty shard)."""
+    if len(labels) == 0:
+        return {"loss": 0.0, "accuracy": 0.0}
     t = torch.from_numpy(logits)
     y = torch.from_numpy(labels)
     return {

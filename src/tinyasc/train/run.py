@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from tinyasc.compress.quantize import quantize_float16
 from tinyasc.compress.size import model_size, state_size
@@ -29,6 +31,7 @@ from tinyasc.frontend import Normalizer, band_statistics
 from tinyasc.io import atomic_write_json, atomic_write_text
 from tinyasc.models import create_model, get_model_info
 from tinyasc.train.checkpoint import load_checkpoint, save_checkpoint
+from tinyasc.train.distributed import Dist, epoch_order, init_distributed, shutdown
 from tinyasc.train.loop import loss_and_accuracy, predict_logits, train_one_epoch
 
 log = logging.getLogger(__name__)
@@ -77,24 +80,43 @@ def _resume_state(run_dir: Path, cfg: Config) -> dict | None:
 
 
 def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
-    """Train per ``cfg`` into ``run_dir``; returns a summary dict."""
+    """Train per ``cfg`` into ``run_dir``; returns a summary dict. Under torchrun, trains with DDP."""
+    d = init_distributed()
+    try:
+        return _fit(cfg, Path(run_dir), resume, progress and d.is_main, d)
+    finally:
+        shutdown(d)
+
+
+def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> dict:
     from tqdm import tqdm
 
-    run_dir = Path(run_dir)
     _check_frontend(cfg)
+    if cfg.train.batch_size % d.world:
+        raise ConfigError(
+            f"train.batch_size={cfg.train.batch_size} (global) must divide by the {d.world} ranks"
+        )
     if run_dir.exists() and (run_dir / "last.pt").exists() and not resume:
         raise ConfigError(
             f"{run_dir}: holds a run already; pass --resume to continue it or choose a new folder"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
     state = _resume_state(run_dir, cfg) if resume else None
-    save_config(cfg, run_dir / "config.yaml")
+    d.barrier()  # every rank has read the old state before rank 0 writes anything
+    if d.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
     device = select_device(cfg.train.device)
+    if device.type == "cuda" and d.active:
+        device = torch.device("cuda", d.local_rank)
 
+    if not d.is_main:
+        d.barrier()  # rank 0 fills the feature cache first; the others then read it
     splits = prepare_splits(cfg.data, cfg.frontend, progress=progress)
+    if d.is_main:
+        d.barrier()
     n_classes = len(splits.index.classes)
     train_rows, val_rows = splits.rows(splits.train), splits.rows(splits.val)
     train_y, val_y = splits.labels(splits.train), splits.labels(splits.val)
@@ -111,78 +133,113 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
     norm.std.copy_(torch.from_numpy(std))
     norm = norm.to(device)
 
-    model = create_model(cfg.model.name, n_classes=n_classes, **cfg.model.params).to(device)
+    model = create_model(cfg.model.name, n_classes=n_classes, **cfg.model.params)
     if cfg.train.optimizer != "adam":
         raise ConfigError(f"train.optimizer: {cfg.train.optimizer!r}; expected 'adam'")
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=cfg.train.lr, eps=1e-7, weight_decay=cfg.train.weight_decay
-    )
-
     start_epoch, best = 1, {"epoch": 0, "val_accuracy": -1.0}
     if state is not None:
         model.load_state_dict(state["model"])
+    model = model.to(device)
+    net: nn.Module = model
+    if d.active:
+        if device.type == "cuda" and cfg.train.sync_batchnorm:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = torch.optim.Adam(
+        net.parameters(), lr=cfg.train.lr, eps=1e-7, weight_decay=cfg.train.weight_decay
+    )
+    if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         start_epoch = int(state["epoch"]) + 1
         best = dict(state["best"])
-        _truncate_metrics(run_dir / "metrics.jsonl", int(state["epoch"]))
+        if d.is_main:
+            _truncate_metrics(run_dir / "metrics.jsonl", int(state["epoch"]))
         log.info("resuming %s at epoch %d", run_dir, start_epoch)
-    elif (run_dir / "metrics.jsonl").exists():
+    elif d.is_main and (run_dir / "metrics.jsonl").exists():
         (run_dir / "metrics.jsonl").unlink()
+    if d.active:
+        torch.manual_seed(cfg.train.seed * 1000 + d.rank + start_epoch)  # distinct dropout masks per rank
 
+    per_rank_batch = cfg.train.batch_size // d.world
+    val_mine = np.arange(d.rank, len(val_rows), d.world)
     select_after = min(cfg.train.select_after, cfg.train.epochs - 1)
     for epoch in range(start_epoch, cfg.train.epochs + 1):
-        gen = torch.Generator().manual_seed(cfg.train.seed * 100003 + epoch)
+        order = epoch_order(len(train_rows), epoch, cfg.train.seed, d)
         bar = tqdm(
-            total=len(train_rows),
+            total=len(order),
             desc=f"epoch {epoch}/{cfg.train.epochs}",
             unit="clip",
             disable=not progress,
             leave=False,
         )
         tr = train_one_epoch(
-            model,
+            net,
             norm,
             optimizer,
-            batches(splits.features, train_rows, train_y, cfg.train.batch_size, shuffle=True, generator=gen),
+            batches(splits.features, train_rows[order], train_y[order], per_rank_batch),
             device,
             bar,
         )
         bar.close()
         logits, labels = predict_logits(
-            model, norm, batches(splits.features, val_rows, val_y, cfg.train.eval_batch_size), device
+            model,
+            norm,
+            batches(splits.features, val_rows[val_mine], val_y[val_mine], cfg.train.eval_batch_size),
+            device,
         )
         va = loss_and_accuracy(logits, labels)
+        tl, tc, tn, vl, vc, vn = d.sum(
+            tr["loss"] * tr["n"],
+            tr["accuracy"] * tr["n"],
+            tr["n"],
+            va["loss"] * len(labels),
+            va["accuracy"] * len(labels),
+            len(labels),
+        )
         record = {
             "epoch": epoch,
-            "train_loss": tr["loss"],
-            "train_accuracy": tr["accuracy"],
-            "val_loss": va["loss"],
-            "val_accuracy": va["accuracy"],
+            "train_loss": tl / tn,
+            "train_accuracy": tc / tn,
+            "val_loss": vl / vn,
+            "val_accuracy": vc / vn,
         }
-        if epoch > select_after and va["accuracy"] > best["val_accuracy"]:
-            best = {"epoch": epoch, "val_accuracy": va["accuracy"], "val_loss": va["loss"]}
-            save_checkpoint({"model": model.state_dict(), "epoch": epoch}, run_dir / "best.pt")
+        if epoch > select_after and record["val_accuracy"] > best["val_accuracy"]:
+            best = {"epoch": epoch, "val_accuracy": record["val_accuracy"], "val_loss": record["val_loss"]}
+            if d.is_main:
+                save_checkpoint({"model": model.state_dict(), "epoch": epoch}, run_dir / "best.pt")
         record["best_epoch"] = best["epoch"]
-        with open(run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        save_checkpoint(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "epoch": epoch,
-                "torch_rng": torch.get_rng_state(),
-                "best": best,
-                "config": _plain(cfg.to_dict()),
-            },
-            run_dir / "last.pt",
-        )
+        if d.is_main:
+            with open(run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            save_checkpoint(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "epoch": epoch,
+                    "torch_rng": torch.get_rng_state(),
+                    "best": best,
+                    "config": _plain(cfg.to_dict()),
+                },
+                run_dir / "last.pt",
+            )
         if progress:
             print(
-                f"epoch {epoch}: train loss {tr['loss']:.3f} acc {tr['accuracy']:.3f} | "
-                f"val loss {va['loss']:.3f} acc {va['accuracy']:.3f} | best epoch {best['epoch']}",
+                f"epoch {epoch}: train loss {record['train_loss']:.3f} acc {record['train_accuracy']:.3f} | "
+                f"val loss {record['val_loss']:.3f} acc {record['val_accuracy']:.3f} | best epoch {best['epoch']}",
                 flush=True,
             )
+    d.barrier()
+    summary = {
+        "run_dir": str(run_dir),
+        "best": best,
+        "shipped": None,
+        "train_clips": len(train_rows),
+        "val_clips": len(val_rows),
+        "world_size": d.world,
+    }
+    if not d.is_main:
+        return summary
 
     best_state = load_checkpoint(run_dir / "best.pt")["model"]
     model.load_state_dict(best_state)
@@ -200,14 +257,8 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
         "state": {k: v.cpu() for k, v in model.state_dict().items()},
     }
     save_checkpoint(artifact, run_dir / "model.pt")
-    shipped = write_shipped_model(run_dir, artifact, model, cfg.quantize)
-    return {
-        "run_dir": str(run_dir),
-        "best": best,
-        "shipped": shipped,
-        "train_clips": len(train_rows),
-        "val_clips": len(val_rows),
-    }
+    summary["shipped"] = write_shipped_model(run_dir, artifact, model, cfg.quantize)
+    return summary
 
 
 def write_shipped_model(run_dir: Path, artifact: dict, model, precision: str) -> str:
