@@ -35,7 +35,7 @@ def register_model(name: str, n_mels: int, frames: int, description: str, ships_
 
 def _ensure_loaded() -> None:
     # Importing the model modules registers them; kept lazy so importing the registry is cheap.
-    from tinyasc.models import baseline  # noqa: F401
+    from tinyasc.models import baseline, bcresnet  # noqa: F401
 
 
 def list_models() -> list[str]:

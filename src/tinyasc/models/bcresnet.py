@@ -1,0 +1,149 @@
+"""BC-ResNet-ASC (Kim_QTI, DCASE 2021 Task 1A rank 1): broadcasted residual learning with ResNorm.
+
+Follows reference ``top_systems.md`` sections 2.2-2.4 (Qualcomm's BC-ResNet block definitions; the ASC
+layout of the public re-implementation in yqcai888/easy_dcase_task1), written anew here:
+
+- head: 5x5 convolution, stride 2, no bias, no batch norm, to 2c channels;
+- stages: [ResNorm] 2 blocks at c, ResNorm, MaxPool 2x2, 2 blocks at 1.5c, ResNorm, MaxPool 2x2,
+  2 blocks at 2c, ResNorm, 3 blocks at 2.5c, ResNorm; no dilation (the restricted receptive field that
+  distinguishes the ASC model from the keyword-spotting one);
+- block: a transition block starts with 1x1 conv-BN-ReLU (in != out); f2 = frequency-wise depthwise
+  3x1 conv + SubSpectralNorm (no activation); frequency average; f1 = time-wise depthwise 1x3 conv + BN +
+  SiLU + 1x1 conv + Dropout2d; output ReLU(f1 broadcast over frequency + f2 [+ identity]);
+- classifier: 1x1 conv (with bias) to the classes, then the mean over frequency and time.
+
+ResNorm (Kim et al. 2021): ``lambda * x + IFN(x)`` with IFN the instance frequency-wise normalisation
+(mean and variance over channels and time per sample and frequency bin), lambda 0.1, eps 1e-5, no
+parameters. It is a switch (``resnorm=False`` keeps the layout without it): Qualcomm filed a patent on
+it (US 2022/0405547), so an open-source user may want it off.
+
+Open details, chosen here and configurable: SubSpectralNorm with 4 sub-bands (needs the frequency
+axis divisible by 4 in every stage, hence 256 mel bands); dropout 0.1; 1x1 convolutions in f1 without
+bias. With c = 80 and 4 sub-bands the model has 314,650 parameters, the "315k" of QTI's report.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tinyasc.models.registry import check_input, register_model
+
+
+class SubSpectralNorm(nn.Module):
+    """Batch norm per frequency sub-band: (B, C, F, T) -> (B, C*S, F/S, T) -> BN(C*S) -> back."""
+
+    def __init__(self, channels: int, sub_bands: int, eps: float = 1e-5):
+        super().__init__()
+        self.sub_bands = sub_bands
+        self.bn = nn.BatchNorm2d(channels * sub_bands, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, f, t = x.shape
+        if f % self.sub_bands:
+            raise ValueError(
+                f"SubSpectralNorm: {f} frequency bins do not split into {self.sub_bands} sub-bands"
+            )
+        return self.bn(x.reshape(b, c * self.sub_bands, f // self.sub_bands, t)).reshape(b, c, f, t)
+
+
+class ResNorm(nn.Module):
+    """lambda * x + instance frequency-wise normalisation of x (statistics over channels and time)."""
+
+    def __init__(self, lam: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        self.lam, self.eps = lam, eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(1, 3), keepdim=True)
+        var = x.var(dim=(1, 3), keepdim=True, unbiased=False)
+        return self.lam * x + (x - mean) / torch.sqrt(var + self.eps)
+
+
+class BCResBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, sub_bands: int = 4, dropout: float = 0.1):
+        super().__init__()
+        self.transition = c_in != c_out
+        self.pre = (
+            nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+            if self.transition
+            else nn.Identity()
+        )
+        self.f2 = nn.Sequential(
+            nn.Conv2d(c_out, c_out, (3, 1), padding=(1, 0), groups=c_out, bias=False),
+            SubSpectralNorm(c_out, sub_bands) if sub_bands > 1 else nn.BatchNorm2d(c_out),
+        )
+        self.f1 = nn.Sequential(
+            nn.Conv2d(c_out, c_out, (1, 3), padding=(0, 1), groups=c_out, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.SiLU(),
+            nn.Conv2d(c_out, c_out, 1, bias=False),
+            nn.Dropout2d(dropout),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pre(x)
+        aux = self.f2(x)
+        out = self.f1(aux.mean(dim=2, keepdim=True))  # (B, C, 1, T), broadcast over frequency
+        out = out + aux
+        if not self.transition:
+            out = out + x
+        return torch.relu(out)
+
+
+class BCResNetASC(nn.Module):
+    """log-mel (B, 1, n_mels, frames) -> logits (B, n_classes)."""
+
+    LAYOUT = ("N", 1, 1, "N", "M", 1.5, 1.5, "N", "M", 2, 2, "N", 2.5, 2.5, 2.5, "N")
+
+    def __init__(
+        self,
+        n_classes: int = 10,
+        width: int = 40,
+        sub_bands: int = 4,
+        resnorm: bool = True,
+        resnorm_lambda: float = 0.1,
+        dropout: float = 0.1,
+        n_mels: int = 256,
+        frames: int = 431,
+    ):
+        super().__init__()
+        self.n_mels, self.frames, self.name = n_mels, frames, f"bcresnet_asc c={width}"
+        self.head = nn.Conv2d(1, 2 * width, 5, stride=2, padding=2, bias=False)
+        layers: list[nn.Module] = []
+        channels = 2 * width
+        for item in self.LAYOUT:
+            if item == "N":
+                layers.append(ResNorm(resnorm_lambda) if resnorm else nn.Identity())
+            elif item == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                out = int(item * width)
+                layers.append(BCResBlock(channels, out, sub_bands, dropout))
+                channels = out
+        self.body = nn.Sequential(*layers)
+        self.classifier = nn.Conv2d(channels, n_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.n_mels, self.frames, self.name)
+        return self.classifier(self.body(self.head(x))).mean(dim=(2, 3))
+
+
+# Frontend the variants are registered with: 256 mel bands (frequency divisible by 4 after each pooling
+# for SubSpectralNorm), 44.1 kHz, 2048-sample window, hop 1024 -> 431 frames per 10 s (configs/bcresnet.yaml).
+_MELS, _FRAMES = 256, 431
+
+for _width, _ships in ((20, "float16"), (40, "int8"), (80, "int8 + pruning (teacher as float32)")):
+
+    def _builder(n_classes: int = 10, _w=_width, **params) -> nn.Module:
+        params.setdefault("n_mels", _MELS)
+        params.setdefault("frames", _FRAMES)
+        return BCResNetASC(n_classes=n_classes, width=_w, **params)
+
+    register_model(
+        f"bcresnet_asc_c{_width}",
+        n_mels=_MELS,
+        frames=_FRAMES,
+        description=f"BC-ResNet-ASC (Kim_QTI), width {_width}, SubSpectralNorm 4 bands, ResNorm",
+        ships_as=_ships,
+    )(_builder)

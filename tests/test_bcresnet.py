@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from tinyasc.compress.size import model_size
+from tinyasc.config import load_config
+from tinyasc.models import create_model, get_model_info
+from tinyasc.models.bcresnet import ResNorm, SubSpectralNorm
+from tinyasc.models.registry import InputShapeError
+
+
+@pytest.mark.parametrize("width, params", [(20, 24970), (40, 85730), (80, 314650)])
+def test_parameter_counts_match_reference(width, params):
+    m = create_model(f"bcresnet_asc_c{width}")
+    assert sum(p.numel() for p in m.parameters()) == params
+    assert sum(p.numel() for p in create_model("bcresnet_asc_c80", sub_bands=1).parameters()) == 306730
+
+
+def test_forward_backward_and_shapes():
+    torch.manual_seed(0)
+    m = create_model("bcresnet_asc_c20")
+    x = torch.randn(3, 1, 256, 431)
+    out = m(x)
+    assert out.shape == (3, 10) and torch.isfinite(out).all()
+    out.sum().backward()
+    assert all(p.grad is not None for p in m.parameters())
+    m.eval()
+    assert torch.equal(m(x), m(x))
+    with pytest.raises(InputShapeError, match=r"expected \(batch, 1, 256, 431\)"):
+        m(torch.randn(1, 1, 40, 500))
+
+
+def test_resnorm_and_subspectralnorm():
+    x = torch.randn(2, 4, 8, 16) * 3 + 5
+    y = ResNorm(0.1)(x) - 0.1 * x
+    assert torch.allclose(y.mean(dim=(1, 3)), torch.zeros(2, 8), atol=1e-5)
+    assert torch.allclose(y.var(dim=(1, 3), unbiased=False), torch.ones(2, 8), atol=1e-3)
+    ssn = SubSpectralNorm(4, 4).train()
+    z = ssn(x)
+    band = z[:, :, :2, :]  # the first sub-band of every channel is normalised on its own
+    assert torch.allclose(band.mean(dim=(0, 2, 3)), torch.zeros(4), atol=1e-5)
+    with pytest.raises(ValueError, match="sub-bands"):
+        SubSpectralNorm(4, 3)(x)
+
+
+def test_config_matches_the_registered_frontend():
+    cfg = load_config("configs/bcresnet.yaml")
+    info = get_model_info(cfg.model.name)
+    assert (cfg.frontend.n_mels, cfg.frontend.frames) == (info.n_mels, info.frames)
+    assert 1 + 441000 // cfg.frontend.hop_length == cfg.frontend.frames
+    assert model_size(create_model("bcresnet_asc_c20"), "float16-all").nonzero_bytes <= 128000
