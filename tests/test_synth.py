@@ -125,3 +125,6 @@ def test_synth_cli(tmp_path, capsys):
     )
     assert "60 train + 90 evaluate" in capsys.readouterr().out
     assert main(["synth", str(tmp_path / "d"), "--fraction", "0", "--quiet"]) == 2
+    assert main(["synth", str(tmp_path / "f"), "--fraction", "0.005", "--duration", "0.2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "100 train + 90 evaluate" in out  # 0.5% of each (split, scene, device), at least one file

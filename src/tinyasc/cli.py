@@ -55,10 +55,10 @@ def cmd_synth(a) -> int:
             f"{a.out}: {res['test']} evaluation files ({res['written']} written); reference: {res['reference']}"
         )
         return 0
-    per = a.per_class_device if a.fraction is None else None
-    spec = SynthSpec(
-        per_class_device=per if per is not None else 20, fraction=a.fraction, duration=a.duration, seed=a.seed
-    )
+    if a.fraction is not None:
+        spec = SynthSpec(per_class_device=None, fraction=a.fraction, duration=a.duration, seed=a.seed)
+    else:
+        spec = SynthSpec(per_class_device=a.per_class_device or 20, duration=a.duration, seed=a.seed)
     res = write_corpus(a.out, spec, workers=a.workers, progress=not a.quiet)
     print(
         f"{a.out}: {res['train']} train + {res['evaluate']} evaluate files from {res['segments']} segments "
