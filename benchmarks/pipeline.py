@@ -1,7 +1,7 @@
 """Input pipeline against model consumption, on a corpus in the TAU layout (issue: real data at scale).
 
 Prints clips per second for
-  1. cold: decoding + log-mel of every training-fold file into the feature cache (parallel workers);
+  1. cold: decoding + log-mel of every file a training run caches, into the feature cache (parallel workers);
   2. warm: reading the cached features in shuffled training batches (what an epoch from cache costs);
   3. training steps (forward + backward + Adam) of the baseline (40x500) and BC-ResNet-ASC c40 (256x431),
      on random inputs of the right shape, so that the model's own rate is measured apart from the data;
@@ -22,9 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tinyasc.config import FrontendConfig
+from tinyasc.config import DataConfig, FrontendConfig
 from tinyasc.data.cache import cached_features
-from tinyasc.data.dataset import batches
+from tinyasc.data.dataset import batches, cached_clips
 from tinyasc.data.index import load_tau
 from tinyasc.models import create_model
 
@@ -63,11 +63,13 @@ def main() -> None:
     ap.add_argument("--cache-dir", type=Path)
     a = ap.parse_args()
     index = load_tau(a.root, check_audio=False)
-    clips = index.split("train")
+    # the list a training run caches (training fold, then evaluate), so `tinyasc train` with the same
+    # data.cache_dir reads what this benchmark computed
+    clips = cached_clips(index, DataConfig(root=str(a.root)))
     paths = [index.path(c) for c in clips]
     cfg = FrontendConfig()
     cache_dir = a.cache_dir or Path(tempfile.mkdtemp(prefix="tinyasc-bench-"))
-    print(f"{a.root}: {len(clips)} training-fold clips; torch threads {torch.get_num_threads()}")
+    print(f"{a.root}: {len(clips)} clips (training fold + evaluate); torch threads {torch.get_num_threads()}")
 
     t0 = time.perf_counter()
     feats = cached_features(cfg, paths, cache_dir, workers=a.workers)
