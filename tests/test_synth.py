@@ -117,6 +117,7 @@ def test_evaluation_layout_has_no_labels(tmp_path):
     assert {"d", "s7", "s11"} <= devices and cities & {"amsterdam", "madrid"}
     ix = load_tau(out)
     assert ix.kind == "tau-evaluation" and len(ix.split("test")) == 150
+    assert ix.summary()["splits"]["test"]["files"] == 150
 
 
 def test_synth_cli(tmp_path, capsys):
