@@ -25,11 +25,17 @@ def test_calibrate_run_then_evaluate_reports_before_and_after(trained_run, capsy
     run, _ = trained_run
     assert main(["calibrate", str(run), "--quiet"]) == 0
     rec = json.loads((run / "calibration.json").read_text())
-    assert rec["temperature"] > 0 and "validation split" in rec["fitted_on"]
+    assert rec["temperature"] >= 1.0 and rec["bounds"][0] == 1.0  # never sharpens by default
+    assert "validation split" in rec["fitted_on"]
     assert rec["validation_logloss_after"] <= rec["validation_logloss_before"] + 1e-9
+    assert main(["calibrate", str(run), "--quiet", "--allow-sharpening"]) == 0
+    free = json.loads((run / "calibration.json").read_text())
+    assert free["temperature"] == pytest.approx(free["unconstrained_temperature"])
+    assert free["validation_logloss_after"] <= rec["validation_logloss_after"] + 1e-9
     assert main(["evaluate", str(run)]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["temperature"] == pytest.approx(rec["temperature"])
-    assert "uncalibrated" in metrics and "log loss" in (run / "report.md").read_text()
+    assert metrics["temperature"] == pytest.approx(free["temperature"])
+    if free["temperature"] != 1.0:
+        assert "uncalibrated" in metrics and "log loss" in (run / "report.md").read_text()
     (run / "calibration.json").unlink()  # leave the shared run as it was
     assert main(["evaluate", str(run)]) == 0

@@ -178,7 +178,7 @@ def cmd_predict(a) -> int:
 def cmd_calibrate(a) -> int:
     from tinyasc.evaluate.calibration import calibrate_run
 
-    r = calibrate_run(a.run_dir, progress=not a.quiet)
+    r = calibrate_run(a.run_dir, allow_sharpening=a.allow_sharpening, progress=not a.quiet)
     print(
         f"temperature {r['temperature']:.4f} fitted on the {r['fitted_on']}: validation log loss "
         f"{r['validation_logloss_before']:.3f} -> {r['validation_logloss_after']:.3f}"
@@ -326,6 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("calibrate", help="fit temperature scaling on the validation split and store it")
     s.add_argument("run_dir")
+    s.add_argument(
+        "--allow-sharpening",
+        action="store_true",
+        help="let the fit choose T < 1 (unsafe under device shift; see tinyasc.evaluate.calibration)",
+    )
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_calibrate)
 
