@@ -18,7 +18,7 @@ from tinyasc.train.run import fit
 
 # (files per class and device, epochs, select_after): the default is sized to learn well within
 # 10 minutes on 2 cores; quick only proves the pipeline runs.
-DEFAULT = {"per_class_device": 12, "epochs": 16, "select_after": 4}
+DEFAULT = {"per_class_device": 20, "epochs": 20, "select_after": 5}
 QUICK = {"per_class_device": 2, "epochs": 2, "select_after": 0}
 
 
