@@ -1,0 +1,52 @@
+"""Load one audio file as the model expects it: mono float32 at the model's rate, fixed length."""
+
+from __future__ import annotations
+
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+
+
+class AudioError(ValueError):
+    """A file that cannot be used as audio; the message names the file and the reason."""
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Decode any format soundfile reads. Returns (samples (T, C) float32 in [-1, 1], sample rate)."""
+    import soundfile as sf
+
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # libsndfile errors are RuntimeError subclasses with varying names
+        raise AudioError(f"{path}: not readable audio ({e})") from None
+    return data, sr
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Polyphase resampling with scipy's Kaiser-windowed anti-aliasing FIR; x: (T,) or (T, C)."""
+    if sr_in == sr_out:
+        return x
+    from scipy.signal import resample_poly
+
+    g = gcd(sr_in, sr_out)
+    return resample_poly(x, sr_out // g, sr_in // g, axis=0).astype(np.float32)
+
+
+def fit_length(x: np.ndarray, n: int) -> np.ndarray:
+    """Zero-pad at the end or crop to exactly n samples; x: (T,)."""
+    if len(x) >= n:
+        return x[:n]
+    return np.pad(x, (0, n - len(x)))
+
+
+def load_clip(path: str | Path, sample_rate: int, n_samples: int | None = None) -> np.ndarray:
+    """(T,) float32 mono at ``sample_rate``, padded or cropped to ``n_samples`` when given."""
+    data, sr = read_audio(path)
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: empty audio (0 samples)")
+    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    mono = resample(mono, sr, sample_rate)
+    if not np.isfinite(mono).all():
+        raise AudioError(f"{path}: audio holds NaN or infinite samples")
+    return fit_length(mono, n_samples) if n_samples is not None else mono
