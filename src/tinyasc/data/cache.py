@@ -63,7 +63,12 @@ def _features(paths: list[str]) -> np.ndarray:
 
 
 def compute_features(
-    cfg: FrontendConfig, paths: list[Path], out: np.ndarray, workers: int = 1, chunk: int = 16, progress: bool = False
+    cfg: FrontendConfig,
+    paths: list[Path],
+    out: np.ndarray,
+    workers: int = 1,
+    chunk: int = 16,
+    progress: bool = False,
 ) -> None:
     """Fill ``out`` (N, n_mels, frames) with the log-mel features of ``paths``, in parallel workers."""
     from tqdm import tqdm

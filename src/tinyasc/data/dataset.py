@@ -22,8 +22,11 @@ def load_index(cfg: DataConfig, check_audio: bool = True) -> ClipIndex:
         if not cfg.csv:
             raise DataError("data.format=generic needs data.csv (filename<TAB>scene_label [fold] [device])")
         return load_generic(
-            cfg.csv, cfg.root, list(cfg.classes) if cfg.classes else None,
-            [str(f) for f in cfg.evaluate_folds] if cfg.evaluate_folds else None, check_audio=check_audio,
+            cfg.csv,
+            cfg.root,
+            list(cfg.classes) if cfg.classes else None,
+            [str(f) for f in cfg.evaluate_folds] if cfg.evaluate_folds else None,
+            check_audio=check_audio,
         )
     raise DataError(f"data.format: {cfg.format!r}; expected 'tau' or 'generic'")
 
@@ -52,7 +55,9 @@ def training_clips(index: ClipIndex, data: DataConfig) -> list[Clip]:
     if data.train_devices:
         clips = [c for c in clips if c.device in set(data.train_devices)]
         if not clips:
-            raise DataError(f"data.train_devices={list(data.train_devices)}: no training clips on these devices")
+            raise DataError(
+                f"data.train_devices={list(data.train_devices)}: no training clips on these devices"
+            )
     return clips
 
 
@@ -75,8 +80,12 @@ def prepare_splits(data: DataConfig, frontend: FrontendConfig, progress: bool = 
 
 
 def batches(
-    features: np.ndarray, rows: np.ndarray, labels: np.ndarray, batch_size: int,
-    shuffle: bool = False, generator: torch.Generator | None = None,
+    features: np.ndarray,
+    rows: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
 ):
     """Yield (x (B, 1, n_mels, frames) float32, y (B,) int64, positions) from the feature memmap."""
     order = torch.randperm(len(rows), generator=generator).numpy() if shuffle else np.arange(len(rows))

@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -133,8 +132,15 @@ def _fetch(url: str, part: Path, timeout: float, bar) -> None:
             raise http.client.IncompleteRead(b"", have + int(total) - part.stat().st_size)
 
 
-def download_file(url: str, dest: Path, md5: str, retries: int = 5, backoff: float = 1.0, timeout: float = 60,
-                  progress: bool = False) -> Path:
+def download_file(
+    url: str,
+    dest: Path,
+    md5: str,
+    retries: int = 5,
+    backoff: float = 1.0,
+    timeout: float = 60,
+    progress: bool = False,
+) -> Path:
     """Fetch ``url`` to ``dest`` (via ``dest.part``), resuming and retrying, and verify its md5."""
     from tqdm import tqdm
 
@@ -142,7 +148,9 @@ def download_file(url: str, dest: Path, md5: str, retries: int = 5, backoff: flo
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    bar = tqdm(desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress, leave=False)
+    bar = tqdm(
+        desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress, leave=False
+    )
     last = "no attempt made"
     try:
         for attempt in range(retries + 1):
@@ -152,13 +160,15 @@ def download_file(url: str, dest: Path, md5: str, retries: int = 5, backoff: flo
                 _fetch(url, part, timeout, bar)
             except OSError as e:
                 if e.errno == errno.ENOSPC:
-                    raise DownloadError(f"{dest}: disk full; the partial file {part} is kept for resumption") from None
+                    raise DownloadError(
+                        f"{dest}: disk full; the partial file {part} is kept for resumption"
+                    ) from None
                 if isinstance(e, urllib.error.HTTPError) and e.code < 500:
                     raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from None
                 last = f"{type(e).__name__}: {e}"
                 log.warning("%s: attempt %d failed (%s); resuming", dest.name, attempt + 1, last)
                 continue
-            except (http.client.HTTPException, socket.timeout) as e:
+            except (TimeoutError, http.client.HTTPException) as e:
                 last = f"{type(e).__name__}: {e}"
                 log.warning("%s: attempt %d failed (%s); resuming", dest.name, attempt + 1, last)
                 continue
@@ -186,7 +196,10 @@ def is_complete(dest: Path, pkg: Package) -> bool:
     info = json.loads(rec.read_text())
     if info.get("md5") != pkg.md5:
         return False
-    return all((dest / name).is_file() and (dest / name).stat().st_size == size for name, size in info["members"].items())
+    return all(
+        (dest / name).is_file() and (dest / name).stat().st_size == size
+        for name, size in info["members"].items()
+    )
 
 
 def extract(archive: Path, dest: Path, pkg: Package) -> None:
@@ -205,7 +218,9 @@ def extract(archive: Path, dest: Path, pkg: Package) -> None:
             z.extractall(staging)
     except zipfile.BadZipFile as e:
         shutil.rmtree(staging, ignore_errors=True)
-        raise DownloadError(f"{archive}: not a valid zip archive ({e}); delete it to download again") from None
+        raise DownloadError(
+            f"{archive}: not a valid zip archive ({e}); delete it to download again"
+        ) from None
     except OSError as e:
         shutil.rmtree(staging, ignore_errors=True)
         if e.errno == errno.ENOSPC:
@@ -231,9 +246,16 @@ def fetch_package(pkg: Package, dest: Path, base_url: str, keep_archive: bool, p
     return "extracted"
 
 
-def download(dest: str | Path, set_name: str = "development", base_url: str = ZENODO, parallel: int = 2,
-             keep_archives: bool = True, progress: bool = True, packages: list[Package] | None = None,
-             **kw) -> dict[str, str]:
+def download(
+    dest: str | Path,
+    set_name: str = "development",
+    base_url: str = ZENODO,
+    parallel: int = 2,
+    keep_archives: bool = True,
+    progress: bool = True,
+    packages: list[Package] | None = None,
+    **kw,
+) -> dict[str, str]:
     """Fetch every package of ``set_name`` into ``dest``; returns package -> 'complete' | 'extracted'.
 
     Raises DownloadError listing every package that failed (the others are finished regardless).

@@ -77,7 +77,9 @@ class ClipIndex:
                 continue
             out["splits"][split] = {
                 "files": len(clips),
-                "devices": dict(sorted(Counter(c.device for c in clips).items(), key=lambda kv: device_sort_key(kv[0]))),
+                "devices": dict(
+                    sorted(Counter(c.device for c in clips).items(), key=lambda kv: device_sort_key(kv[0]))
+                ),
                 "classes": {k: v for k, v in Counter(c.scene for c in clips).items() if k is not None},
                 "locations": len({c.identifier for c in clips if c.location}),
             }
@@ -145,7 +147,9 @@ def load_tau(root: str | Path, check_audio: bool = True) -> ClipIndex:
         for split, csv in (("train", train_csv), ("evaluate", eval_csv)):
             for line, (filename, label) in _read_rows(csv, ["filename", "scene_label"]):
                 if filename in seen:
-                    raise DataError(f"{csv}:{line}: duplicate file {filename!r} (already listed in {seen[filename]})")
+                    raise DataError(
+                        f"{csv}:{line}: duplicate file {filename!r} (already listed in {seen[filename]})"
+                    )
                 seen[filename] = f"{csv.name}"
                 clips.append(_tau_clip(csv, line, filename, label, split))
         if test_csv.exists():
@@ -233,7 +237,9 @@ def load_generic(
     header = csv.read_text(encoding="utf-8").splitlines()[0].split("\t")
     unknown_cols = set(header) - {"filename", "scene_label", "fold", "device", "identifier"}
     if unknown_cols:
-        raise DataError(f"{csv}:1: unknown column(s) {sorted(unknown_cols)}; expected fold, device, identifier")
+        raise DataError(
+            f"{csv}:1: unknown column(s) {sorted(unknown_cols)}; expected fold, device, identifier"
+        )
     col = {name: i for i, name in enumerate(header)}
     labels = sorted({r[1] for _, r in rows})
     if classes is None:
@@ -255,7 +261,9 @@ def load_generic(
         folds = sorted({p[2] for p in parsed})
         chosen = set(evaluate_folds or folds[-1:])
         if not chosen <= set(folds):
-            raise DataError(f"{csv}: evaluate folds {sorted(chosen - set(folds))} not in the fold column {folds}")
+            raise DataError(
+                f"{csv}: evaluate folds {sorted(chosen - set(folds))} not in the fold column {folds}"
+            )
         in_eval = {p[0] for p in parsed if p[2] in chosen}
     else:
         rng = random.Random(seed)

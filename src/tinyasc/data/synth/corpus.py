@@ -60,7 +60,10 @@ def real_split() -> dict[str, list[Clip]]:
     out = {}
     for split in ("train", "evaluate"):
         with resources.as_file(base / f"fold1_{split}.csv") as path:
-            out[split] = [_tau_clip(path, i, f, lab, split) for i, (f, lab) in _read_rows(path, ["filename", "scene_label"])]
+            out[split] = [
+                _tau_clip(path, i, f, lab, split)
+                for i, (f, lab) in _read_rows(path, ["filename", "scene_label"])
+            ]
     return out
 
 
@@ -172,13 +175,21 @@ def write_corpus(out: str | Path, spec: SynthSpec, workers: int = 1, progress: b
     setup = out / "evaluation_setup"
     train = [c for c in clips if c.split == "train"]
     evaluate = [c for c in clips if c.split == "evaluate"]
-    atomic_write_text(setup / "fold1_train.csv", _csv(["filename", "scene_label"], [(c.filename, c.scene) for c in train]))
     atomic_write_text(
-        setup / "fold1_evaluate.csv", _csv(["filename", "scene_label"], [(c.filename, c.scene) for c in evaluate])
+        setup / "fold1_train.csv", _csv(["filename", "scene_label"], [(c.filename, c.scene) for c in train])
+    )
+    atomic_write_text(
+        setup / "fold1_evaluate.csv",
+        _csv(["filename", "scene_label"], [(c.filename, c.scene) for c in evaluate]),
     )
     atomic_write_text(setup / "fold1_test.csv", _csv(["filename"], [(c.filename,) for c in evaluate]))
-    meta_rows = [(c.filename, c.scene, f"{c.city}-{c.location}", c.device) for c in sorted(clips, key=lambda c: c.filename)]
-    atomic_write_text(out / "meta.csv", _csv(["filename", "scene_label", "identifier", "source_label"], meta_rows))
+    meta_rows = [
+        (c.filename, c.scene, f"{c.city}-{c.location}", c.device)
+        for c in sorted(clips, key=lambda c: c.filename)
+    ]
+    atomic_write_text(
+        out / "meta.csv", _csv(["filename", "scene_label", "identifier", "source_label"], meta_rows)
+    )
     return {"train": len(train), "evaluate": len(evaluate), "written": written, "segments": len(tasks)}
 
 
@@ -200,14 +211,21 @@ def evaluation_items(per_class_device: int, seed: int) -> list[tuple[str, str, s
             for _ in range(per_class_device):
                 city = CITIES[int(rng.integers(len(CITIES)))]
                 location = str(5000 + s_i * 100 + int(rng.integers(40)))
-                items.append((scene, city, location, str(segment_id + int(rng.integers(0, 3 * per_class_device))), dev))
+                items.append(
+                    (scene, city, location, str(segment_id + int(rng.integers(0, 3 * per_class_device))), dev)
+                )
         segment_id += 1000
     return sorted(set(items))
 
 
 def write_evaluation_corpus(
-    out: str | Path, per_class_device: int, duration: float = 10.0, seed: int = 0, workers: int = 1,
-    reference: str | Path | None = None, progress: bool = False,
+    out: str | Path,
+    per_class_device: int,
+    duration: float = 10.0,
+    seed: int = 0,
+    workers: int = 1,
+    reference: str | Path | None = None,
+    progress: bool = False,
 ) -> dict:
     """Write the 2021 evaluation-set layout: ``audio/<n>.wav``, ``evaluation_setup/fold1_test.csv``.
 
@@ -216,7 +234,10 @@ def write_evaluation_corpus(
     """
     out = Path(out)
     reference = Path(reference) if reference else out.with_name(out.name + ".reference.csv")
-    _prepare(out, {"layout": "evaluation", "per_class_device": per_class_device, "duration": duration, "seed": seed})
+    _prepare(
+        out,
+        {"layout": "evaluation", "per_class_device": per_class_device, "duration": duration, "seed": seed},
+    )
     items = evaluation_items(per_class_device, seed)
     order = list(range(len(items)))
     rng_for(seed, "evaluation-order").shuffle(order)
@@ -228,7 +249,11 @@ def write_evaluation_corpus(
     tasks = [(k, v, seed, n, str(out)) for k, v in sorted(groups.items())]
     written = _run_groups(tasks, workers, progress)
     listing = sorted(names.values(), key=lambda p: int(Path(p).stem))
-    atomic_write_text(out / "evaluation_setup" / "fold1_test.csv", _csv(["filename"], [(p,) for p in listing]))
-    ref_rows = sorted(((names[it], it[0], f"{it[1]}-{it[2]}", it[4]) for it in items), key=lambda r: int(Path(r[0]).stem))
+    atomic_write_text(
+        out / "evaluation_setup" / "fold1_test.csv", _csv(["filename"], [(p,) for p in listing])
+    )
+    ref_rows = sorted(
+        ((names[it], it[0], f"{it[1]}-{it[2]}", it[4]) for it in items), key=lambda r: int(Path(r[0]).stem)
+    )
     atomic_write_text(reference, _csv(["filename", "scene_label", "identifier", "source_label"], ref_rows))
     return {"test": len(items), "written": written, "reference": str(reference)}

@@ -95,7 +95,9 @@ def speech_like(
     out = x * control(rng, m, syllable_hz, points_per_s=100) ** 2
     for _ in range(voices - 1):
         shift = int(rng.integers(SR, max(SR + 1, m - SR)))
-        out += np.roll(x, shift) * control(rng, m, syllable_hz * rng.uniform(0.8, 1.25), points_per_s=100) ** 2
+        out += (
+            np.roll(x, shift) * control(rng, m, syllable_hz * rng.uniform(0.8, 1.25), points_per_s=100) ** 2
+        )
     return out
 
 
