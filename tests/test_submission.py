@@ -194,3 +194,22 @@ def test_probabilities_formatting_sums_to_one():
     text = format_output_csv([f"audio/{i}.wav" for i in range(5)], p, tuple("abcdefghij"))
     for line in text.splitlines()[1:]:
         assert abs(sum(map(float, line.split("\t")[2:])) - 1) < 1e-6
+
+
+def test_example_meta_file_builds_a_valid_meta():
+    from pathlib import Path
+
+    from tinyasc.evaluate.submission import build_meta
+
+    user = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "configs/submission_meta.example.yaml").read_text()
+    )
+    metrics = {
+        "overall": {"accuracy": 0.5, "logloss": 1.2},
+        "class_wise": {c: {"accuracy": 0.5, "logloss": 1.0} for c in SCENES},
+        "device_wise": {d: {"accuracy": 0.5, "logloss": 1.0} for d in DEV_DEVICES},
+    }
+    meta = build_meta(
+        user, LABEL, {"params": 1, "nonzero_params": 1, "nonzero_bytes": 2}, metrics, 44100, "float16"
+    )
+    assert check_meta(meta, LABEL) == []
