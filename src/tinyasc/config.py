@@ -190,12 +190,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def save_config(cfg: Config, path: Path) -> None:
     from tinyasc.io import atomic_write_text
 
-    atomic_write_text(path, yaml.safe_dump(_plain(cfg.to_dict()), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(plain(cfg.to_dict()), sort_keys=False))
 
 
-def _plain(obj: Any) -> Any:
+def plain(obj: Any) -> Any:
+    """Tuples to lists, recursively: what YAML and torch's weights_only loader accept."""
     if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
+        return {k: plain(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
+        return [plain(v) for v in obj]
     return obj

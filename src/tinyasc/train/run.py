@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from tinyasc.compress.quantize import quantize_float16
 from tinyasc.compress.size import model_size, state_size
-from tinyasc.config import Config, ConfigError, config_from_dict, save_config
+from tinyasc.config import Config, ConfigError, config_from_dict, plain, save_config
 from tinyasc.data.dataset import batches, prepare_splits
 from tinyasc.frontend import Normalizer, band_statistics
 from tinyasc.io import atomic_write_json, atomic_write_text
@@ -219,7 +219,7 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
                     "epoch": epoch,
                     "torch_rng": torch.get_rng_state(),
                     "best": best,
-                    "config": _plain(cfg.to_dict()),
+                    "config": plain(cfg.to_dict()),
                 },
                 run_dir / "last.pt",
             )
@@ -247,7 +247,7 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
     artifact = {
         "format": "tinyasc-model-1",
         "model_name": cfg.model.name,
-        "model_params": _plain(dict(cfg.model.params)),
+        "model_params": plain(dict(cfg.model.params)),
         "classes": list(splits.index.classes),
         "frontend": asdict(cfg.frontend),
         "norm_mean": norm.mean.cpu(),
@@ -289,14 +289,6 @@ def _truncate_metrics(path: Path, last_epoch: int) -> None:
         ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["epoch"] <= last_epoch
     ]
     atomic_write_text(path, "".join(ln + "\n" for ln in keep))
-
-
-def _plain(obj):
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 def load_run_config(run_dir: str | Path) -> Config:
