@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -96,7 +95,3 @@ def batches(
         x = np.empty((len(sel),) + features.shape[1:], dtype=np.float32)
         x[sort] = features[sel[sort]]
         yield torch.from_numpy(x).unsqueeze(1), torch.from_numpy(labels[pos]), pos
-
-
-def resolve_path(p: str | Path) -> Path:
-    return Path(p).expanduser().resolve()
