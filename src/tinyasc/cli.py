@@ -123,6 +123,7 @@ def cmd_score(a) -> int:
 
 
 def cmd_size(a) -> int:
+    from tinyasc.compress.macs import count_macs
     from tinyasc.compress.size import LIMIT_BYTES, model_size, state_size
     from tinyasc.evaluate.predict import shipped_model_path
     from tinyasc.models import create_model, get_model_info
@@ -130,22 +131,42 @@ def cmd_size(a) -> int:
 
     target = Path(a.target)
     if target.exists():
+        path = (
+            (target / "model.pt" if a.precision else shipped_model_path(target))
+            if target.is_dir()
+            else target
+        )
+        art = load_checkpoint(path)
+        model = create_model(art["model_name"], n_classes=len(art["classes"]), **art["model_params"])
         if a.precision:
-            art = load_checkpoint(target / "model.pt" if target.is_dir() else target)
-            model = create_model(art["model_name"], n_classes=len(art["classes"]), **art["model_params"])
             model.load_state_dict(art["state"])
             report = model_size(model, a.precision)
         else:
-            path = shipped_model_path(target) if target.is_dir() else target
-            art = load_checkpoint(path)
             bn = "kept-float32" if art["storage"] == "float16" else "kept"
             report = state_size(art["state"], art["storage"], bn)
     else:
         get_model_info(a.target)
-        report = model_size(create_model(a.target), a.precision or "float16")
+        model = create_model(a.target)
+        report = model_size(model, a.precision or "float16")
     report.limit = a.limit or LIMIT_BYTES
-    print(json.dumps(report.to_dict(), indent=2) if a.json else report.table())
+    macs = count_macs(model).total
+    if a.json:
+        print(json.dumps({**report.to_dict(), "macs": macs}, indent=2))
+    else:
+        print(report.table())
+        print(f"MACs for one clip ({model.n_mels} x {model.frames}): {macs:,} (conv + linear layers)")
     return 0 if report.fits else 1
+
+
+def cmd_models(a) -> int:
+    from tinyasc.models.zoo import format_table, model_table
+
+    rows = model_table(a.names or None)
+    if a.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_table(rows))
+    return 0
 
 
 def cmd_predict(a) -> int:
@@ -303,12 +324,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("target", help="run directory, model file, or model name (e.g. dcase2021_baseline)")
     s.add_argument(
         "--precision",
-        choices=["float32", "float16", "float16-all", "float16-folded"],
-        help="count the float model at this precision (default: the stored one; float16 for a name)",
+        choices=["float32", "float16", "float16-all", "float16-folded", "int8"],
+        help="count the float model at this precision (default: the stored one; float16 for a name); "
+        "int8 is the per-channel estimate of what int8 quantisation would store",
     )
     s.add_argument("--limit", type=int, default=None, help="limit in bytes (default 128000)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_size)
+
+    s = sub.add_parser(
+        "models", help="every registered model: parameters, bytes at float32/float16/int8, MACs, fit"
+    )
+    s.add_argument("names", nargs="*", help="only these models (default: all)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_models)
 
     s = sub.add_parser("predict", help="predict scenes of any audio files, folders or list files")
     s.add_argument("model", help="run directory or tinyasc model file (model.pt, model_float16.pt)")

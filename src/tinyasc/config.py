@@ -69,9 +69,15 @@ class ModelConfig:
 class TrainConfig:
     epochs: int = 200
     batch_size: int = 16
-    lr: float = 1e-3
-    optimizer: str = "adam"  # Keras Adam defaults: betas (0.9, 0.999), eps 1e-7
-    weight_decay: float = 0.0
+    lr: float = 1e-3  # peak learning rate
+    optimizer: str = "adam"  # "adam" (Keras defaults: betas 0.9/0.999, eps 1e-7), "adamw" or "sgd"
+    weight_decay: float = 0.0  # L2 for adam and sgd, decoupled for adamw
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = False  # sgd only
+    schedule: str = "constant"  # per-epoch learning rate: "constant", "cosine" or "linear" (decay to lr_min)
+    warmup_epochs: int = 0  # linear warm-up from lr/warmup_epochs to lr over these epochs
+    decay_start: int = 0  # epoch after which cosine / linear decay begins (at least warmup_epochs)
+    lr_min: float = 0.0  # learning rate at the last epoch for cosine / linear
     select_after: int = 50  # StasherCallback initial_delay: best val accuracy after this epoch
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda"

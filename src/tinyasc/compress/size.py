@@ -43,6 +43,10 @@ PRECISIONS = {
     "float16": (torch.float16, "kept-float32"),
     "float16-all": (torch.float16, "kept"),
     "float16-folded": (torch.float16, "folded"),
+    "int8": (
+        torch.int8,
+        "folded-where-possible",
+    ),  # an estimate before quantisation; see int8_estimate_tensors
 }
 
 
@@ -159,28 +163,80 @@ def _bn_modules(model: nn.Module) -> set[str]:
     return {n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
 
 
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """A copy with every BatchNorm folded into the conv or linear layer registered right before it."""
-    model = copy.deepcopy(model).eval()
-    prev: tuple[str, nn.Module] | None = None
-    folds = []
+def example_input(model: nn.Module, batch: int = 1) -> torch.Tensor:
+    """A zero log-mel batch of the shape the model declares (``n_mels`` and ``frames`` attributes)."""
+    try:
+        return torch.zeros(batch, 1, model.n_mels, model.frames)
+    except AttributeError:
+        raise ValueError(f"{type(model).__name__}: no n_mels / frames attributes to build an input") from None
+
+
+@torch.no_grad()
+def batchnorm_pairs(model: nn.Module, x: torch.Tensor | None = None) -> dict[str, str]:
+    """``{bn_name: layer_name}`` for every batch norm whose input is exactly the output of a conv/linear.
+
+    Found by running one forward pass with hooks (so the data flow, not the registration order, decides),
+    which is the condition for folding the batch norm into that layer.
+    """
+    x = example_input(model) if x is None else x
+    produced: dict[int, tuple[str, nn.Module]] = {}
+    pairs: dict[str, str] = {}
+    keep: list[torch.Tensor] = []  # hold outputs so that ids are not reused during the pass
+    hooks = []
+
+    def on_layer(name):
+        def hook(module, inputs, output):
+            keep.append(output)
+            produced[id(output)] = (name, module)
+
+        return hook
+
+    def on_bn(name):
+        def hook(module, inputs):
+            src = produced.get(id(inputs[0]))
+            if src is not None and src[1].weight.shape[0] == module.num_features:
+                pairs[name] = src[0]
+
+        return hook
+
     for name, m in model.named_modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            if prev is None or prev[1].weight.shape[0] != m.num_features:
+        if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Linear):
+            hooks.append(m.register_forward_hook(on_layer(name)))
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            hooks.append(m.register_forward_pre_hook(on_bn(name)))
+    was_training = model.training
+    model.eval()
+    try:
+        model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return pairs
+
+
+def fold_batchnorm(model: nn.Module, strict: bool = True, x: torch.Tensor | None = None) -> nn.Module:
+    """An eval-mode copy with every batch norm folded into the conv or linear layer that feeds it.
+
+    ``strict``: a batch norm that no layer feeds directly (e.g. SubSpectralNorm, pre-activation) is an
+    error; otherwise it is kept as it is.
+    """
+    model = copy.deepcopy(model).eval()
+    pairs = batchnorm_pairs(model, x)
+    for bn_name in sorted(_bn_modules(model)):
+        if bn_name not in pairs:
+            if strict:
                 raise ValueError(
-                    f"{name}: batch norm without a preceding conv/linear of {m.num_features} outputs"
+                    f"{bn_name}: batch norm not fed directly by a conv/linear layer; cannot fold it"
                 )
-            folds.append((prev, (name, m)))
-            prev = None
-        elif isinstance(m, nn.Conv2d | nn.Conv1d | nn.Linear):
-            prev = (name, m)
-    for (_, conv), (bn_name, bn) in folds:
+            continue
+        bn = model.get_submodule(bn_name)
+        conv = model.get_submodule(pairs[bn_name])
         scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
         shape = (-1,) + (1,) * (conv.weight.dim() - 1)
         conv.weight.data = conv.weight.detach() * scale.reshape(shape)
         bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(bn.running_mean)
-        new_bias = (bias - bn.running_mean) * scale + bn.bias.detach()
-        conv.bias = nn.Parameter(new_bias)
+        conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias.detach())
         parent_name, _, attr = bn_name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, attr, nn.Identity())
@@ -192,6 +248,8 @@ def storage_tensors(model: nn.Module, precision: str) -> list[tuple[str, torch.T
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
     dtype, bn_mode = PRECISIONS[precision]
+    if dtype == torch.int8:
+        return int8_estimate_tensors(model)
     if bn_mode == "folded":
         model = fold_batchnorm(model)
     bns = _bn_modules(model)
@@ -200,6 +258,31 @@ def storage_tensors(model: nn.Module, precision: str) -> list[tuple[str, torch.T
         layer = name.rsplit(".", 1)[0]
         keep32 = bn_mode == "kept-float32" and layer in bns
         out.append((name, t if keep32 or not t.is_floating_point() else t.to(dtype)))
+    return out
+
+
+def int8_estimate_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """What per-channel int8 post-training quantisation would store, for planning before compression.
+
+    Batch norms fed directly by a layer are folded into it; every conv/linear weight becomes int8 (1 B)
+    with one float32 scale per output channel (symmetric: zero points are 0, free by the non-zero rule),
+    a float32 bias, and a float32 scale plus an int8 zero point for its output activation. Batch norms
+    that cannot be folded stay float32. The exact count of a quantised run comes from its stored tensors.
+    """
+    folded = fold_batchnorm(model, strict=False)
+    layers = {n for n, m in folded.named_modules() if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Linear)}
+    out = []
+    for name, t in folded.state_dict().items():
+        layer, _, attr = name.rpartition(".")
+        if layer in layers and attr == "weight":
+            out.append((name, (t != 0).to(torch.int8)))
+            out.append((f"{layer}.weight_scale", torch.ones(t.shape[0])))
+            out.append((f"{layer}.output_scale", torch.ones(1)))
+            out.append((f"{layer}.output_zero_point", torch.ones(1, dtype=torch.int8)))
+        elif t.is_floating_point():
+            out.append((name, t.float()))
+        else:
+            out.append((name, t))
     return out
 
 

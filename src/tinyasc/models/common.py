@@ -1,0 +1,79 @@
+"""Building blocks shared by the model zoo."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tinyasc.models.registry import check_input
+
+# Frontends the variants are registered with (FrontendConfig overrides; see configs/). All at 44.1 kHz.
+# 256 mel bands, 2048-sample Hann window, hop 1024: 431 frames per 10 s (BC-ResNet-ASC).
+FRONTEND_256 = dict(n_fft=2048, win_length=2048, hop_length=1024, window="hann", n_mels=256, frames=431)
+# CP-ResNet's features were 22.05 kHz, n_fft 2048, hop 512, 256 mel; the same time and frequency
+# resolution at 44.1 kHz is n_fft 4096, hop 1024.
+FRONTEND_CP = dict(n_fft=4096, win_length=4096, hop_length=1024, window="hann", n_mels=256, frames=431)
+# Families whose papers' exact features are not verified: 128 mel bands, 2048 / 1024 Hann (our choice).
+FRONTEND_128 = dict(n_fft=2048, win_length=2048, hop_length=1024, window="hann", n_mels=128, frames=431)
+
+
+class ASCModel(nn.Module):
+    """Base: a model of (B, 1, n_mels, frames) normalised log-mel that checks its input shape."""
+
+    def __init__(self, n_mels: int, frames: int, label: str):
+        super().__init__()
+        self.n_mels, self.frames, self.label = n_mels, frames, label
+
+    def check(self, x: torch.Tensor) -> None:
+        check_input(x, self.n_mels, self.frames, self.label)
+
+
+def conv_bn(
+    c_in: int, c_out: int, kernel=3, stride=1, groups: int = 1, act: type | None = nn.ReLU
+) -> nn.Sequential:
+    """Conv2d (no bias, 'same' padding for odd kernels) + BatchNorm2d [+ activation]."""
+    k = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
+    layers: list[nn.Module] = [
+        nn.Conv2d(c_in, c_out, k, stride=stride, padding=(k[0] // 2, k[1] // 2), groups=groups, bias=False),
+        nn.BatchNorm2d(c_out),
+    ]
+    if act is not None:
+        layers.append(act())
+    return nn.Sequential(*layers)
+
+
+def init_weights(model: nn.Module) -> None:
+    """He (fan-out) initialisation for convolutions, BN at 1 / 0, small normal for linear layers."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
+def register_variants(family, variants: dict, frontend: dict, description: str) -> None:
+    """Register ``{name: (params, ships_as, role)}`` builders of ``family(n_classes, **params)``."""
+    from tinyasc.models.registry import register_model
+
+    for name, (params, ships_as, role) in variants.items():
+
+        def builder(n_classes: int = 10, _p=params, **overrides) -> nn.Module:
+            kw = {"n_mels": frontend["n_mels"], "frames": frontend["frames"], **_p, **overrides}
+            return family(n_classes=n_classes, **kw)
+
+        register_model(
+            name,
+            n_mels=frontend["n_mels"],
+            frames=frontend["frames"],
+            description=f"{description}, {role}",
+            ships_as=ships_as,
+            frontend=frontend,
+            family=family.__name__,
+            role=role,
+        )(builder)

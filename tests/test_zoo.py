@@ -1,0 +1,217 @@
+"""The model zoo, parametrised over the registry: shapes, gradients, determinism, size and MACs."""
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from tinyasc.cli import main
+from tinyasc.compress.macs import count_macs
+from tinyasc.compress.size import LIMIT_BYTES, fold_batchnorm, model_size
+from tinyasc.config import ConfigError, load_config
+from tinyasc.models import create_model, get_model_info, list_models
+from tinyasc.models.cpresnet import Conv2dDamped, CPResNet
+from tinyasc.models.registry import InputShapeError
+from tinyasc.models.resnet import TridentResNet
+from tinyasc.models.zoo import SHIP_PRECISION
+from tinyasc.train.run import _check_train, learning_rate
+
+MODELS = list_models()
+CONFIGS = {
+    "BaselineCNN": "baseline",
+    "BCResNetASC": "bcresnet",
+    "CPResNet": "cpresnet",
+    "ResNet": "resnet",
+    "TridentResNet": "trident",
+    "MobileNetV2": "mobilenetv2",
+    "EfficientNet": "efficientnet",
+    "SeparableCNN": "separable",
+    "ShallowInception": "inception",
+}
+
+
+def _randomise_batchnorm(model: nn.Module) -> None:
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_backward_eval_determinism_and_shape_check(name):
+    info = get_model_info(name)
+    torch.manual_seed(0)
+    model = create_model(name)
+    x = torch.randn(2, 1, info.n_mels, info.frames)
+    out = model(x)
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
+    out.logsumexp(1).sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, f"no finite gradient for {missing[:5]}"
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
+    with pytest.raises(InputShapeError, match=rf"expected \(batch, 1, {info.n_mels}, {info.frames}\)"):
+        model(torch.randn(1, 1, info.n_mels + 8, info.frames))
+    with pytest.raises(InputShapeError, match="frontend.n_mels"):
+        model(torch.randn(1, info.n_mels, info.frames))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_batchnorm_folding_keeps_outputs(name):
+    """The int8 estimate and float16-folded rely on folding exactly the BNs a layer feeds."""
+    info = get_model_info(name)
+    model = create_model(name)
+    _randomise_batchnorm(model)
+    model.eval()
+    x = torch.randn(1, 1, info.n_mels, info.frames)
+    folded = fold_batchnorm(model, strict=False)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-3, atol=1e-3)
+
+
+def test_every_family_has_a_budget_variant_a_teacher_and_a_config():
+    families: dict[str, set] = {}
+    for name in MODELS:
+        info = get_model_info(name)
+        families.setdefault(info.family, set()).add(info.role)
+        if info.role == "budget":
+            model = create_model(name)
+            assert model_size(model, SHIP_PRECISION[info.ships_as]).bytes <= LIMIT_BYTES, name
+    assert set(families) == set(CONFIGS)
+    for family, roles in families.items():
+        if family != "BaselineCNN":
+            assert {"budget", "teacher"} <= roles, family
+    for family, stem in CONFIGS.items():
+        cfg = load_config(f"configs/{stem}.yaml")
+        info = get_model_info(cfg.model.name)
+        assert info.family == family
+        for key, value in {"n_mels": 40, "frames": 500, **info.frontend}.items():
+            assert getattr(cfg.frontend, key) == value, (stem, key)
+        _check_train(cfg.train)
+
+
+def test_models_cli_agrees_with_size_cli(capsys):
+    names = ["dcase2021_baseline", "bcresnet_asc_c20", "cpresnet_c20", "resnet_c16", "efficientnet_s"]
+    assert main(["models", *names, "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    for name in names:
+        for precision in ("float32", "float16", "int8"):
+            main(["size", name, "--precision", precision, "--json"])
+            report = json.loads(capsys.readouterr().out)
+            assert report["bytes"] == rows[name][f"bytes_{precision}"], (name, precision)
+            assert report["macs"] == rows[name]["macs"]
+        assert rows[name]["fits"] == (rows[name]["bytes_as_shipped"] <= 128000)
+    assert main(["models"]) == 0
+    table = capsys.readouterr().out
+    assert all(name in table for name in MODELS) and "MMACs" in table
+
+
+def test_macs_hand_count_baseline():
+    # conv1 1->16 7x7, conv2 16->16 7x7 at 40x500; pool 5x5 -> 8x100; conv3 16->32 7x7; pool (4,100) -> 2x1;
+    # dense 64->100, 100->10.
+    hand = 40 * 500 * 16 * 1 * 49 + 40 * 500 * 16 * 16 * 49 + 8 * 100 * 32 * 16 * 49 + 64 * 100 + 100 * 10
+    assert hand == 286_637_800
+    report = count_macs(create_model("dcase2021_baseline"))
+    assert report.total == hand
+    assert report.layers["conv2"] == 40 * 500 * 16 * 16 * 49
+
+
+def test_macs_hand_count_resnet_and_depthwise():
+    # resnet_c12 on 128 x 431: stem 3x3 1->12; max pool -> 64 x 215; block 12->12; block 12->24 stride 2
+    # -> 32 x 108 with a 1x1 shortcut; block 24->48 stride 2 -> 16 x 54 with a 1x1 shortcut; fc 48->10.
+    a, b, c = 64 * 215, 32 * 108, 16 * 54
+    hand = (
+        128 * 431 * 12 * 9
+        + 2 * a * 12 * 12 * 9
+        + b * 24 * 12 * 9
+        + b * 24 * 24 * 9
+        + b * 24 * 12
+        + c * 48 * 24 * 9
+        + c * 48 * 48 * 9
+        + c * 48 * 24
+        + 48 * 10
+    )
+    assert count_macs(create_model("resnet_c12")).total == hand
+    dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+    dw.n_mels, dw.frames = 4, 5  # count_macs builds the input from these
+    assert count_macs(dw, torch.zeros(1, 8, 4, 5)).total == 8 * 4 * 5 * 9
+
+
+def test_int8_estimate_hand_count_baseline():
+    # per conv/linear: int8 weights + float32 per-channel scales + float32 (folded) bias + output scale
+    # (4 B) and zero point (1 B)
+    layers = [(16, 1 * 49), (16, 16 * 49), (32, 16 * 49), (100, 64), (10, 100)]
+    hand = sum(o * i + 4 * o + 4 * o + 5 for o, i in layers)
+    assert model_size(create_model("dcase2021_baseline"), "int8").bytes == hand == 47_233
+
+
+def test_cpresnet_rho_damping_and_grouping():
+    m = CPResNet(width=8, blocks=(2, 1, 1), rho=5)
+    assert m.kernels == [3, 3, 3, 3, 3, 1, 1, 1]
+    smaller = sum(p.numel() for p in CPResNet(width=8, blocks=(2, 1, 1), rho=3).parameters())
+    assert smaller < sum(p.numel() for p in m.parameters())
+    conv = Conv2dDamped(2, 2, 5, padding=2)
+    assert torch.allclose(conv.damping.flatten(), torch.tensor([0.01, 0.505, 1.0, 0.505, 0.01]))
+    assert "damping" not in conv.state_dict()  # a fixed mask, not a stored parameter
+    x = torch.randn(1, 2, 6, 6)
+    manual = nn.functional.conv2d(x, conv.weight * conv.damping, conv.bias, padding=2)
+    torch.testing.assert_close(conv(x), manual)
+    grouped = CPResNet(width=8, blocks=(1, 1, 1), rho=9, groups=(1, 2, 2))
+    assert grouped.stages[2].conv1.groups == 2  # stage 2 (after the pooling layers of stage 1)
+
+
+def test_trident_bands():
+    m = TridentResNet(widths=(4, 8, 8), n_mels=32, frames=20)
+    assert m.bands == (10, 10, 12) and len(m.branches) == 3
+    with pytest.raises(ValueError, match="sum to 32"):
+        TridentResNet(widths=(4, 8, 8), bands=(10, 10, 10), n_mels=32, frames=20)
+
+
+def test_learning_rate_schedules():
+    base = load_config(None, ["train.epochs=10", "train.lr=0.1"]).train
+    cos = load_config(
+        None, ["train.epochs=10", "train.lr=0.1", "train.schedule=cosine", "train.warmup_epochs=2"]
+    )
+    lin = load_config(
+        None, ["train.epochs=10", "train.lr=0.1", "train.schedule=linear", "train.decay_start=5"]
+    )
+    assert [learning_rate(base, e) for e in (1, 10)] == [0.1, 0.1]
+    assert learning_rate(cos.train, 1) == pytest.approx(0.05) and learning_rate(
+        cos.train, 2
+    ) == pytest.approx(0.1)
+    assert learning_rate(cos.train, 6) == pytest.approx(0.05 * (1 + math.cos(math.pi * 0.5)))
+    assert learning_rate(cos.train, 10) == pytest.approx(0.0, abs=1e-12)
+    assert [learning_rate(lin.train, e) for e in (5, 6, 10)] == pytest.approx([0.1, 0.08, 0.0])
+    with pytest.raises(ConfigError, match="train.optimizer"):
+        _check_train(load_config(None, ["train.optimizer=rmsprop"]).train)
+    with pytest.raises(ConfigError, match="train.schedule"):
+        _check_train(load_config(None, ["train.schedule=step"]).train)
+
+
+def test_train_a_zoo_model_through_the_cli(tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    args = [
+        "train",
+        "configs/trident.yaml",
+        f"data.root={tiny_corpus}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "train.epochs=2",
+        "train.select_after=0",
+        "train.batch_size=8",
+        "--run-dir",
+        str(run),
+        "--quiet",
+    ]
+    assert main(args) == 0
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[0]["lr"] == pytest.approx(1e-3 / 3)  # first of 3 warm-up epochs
+    assert all(r["train_clips"] > 0 and r["train_seconds"] > 0 for r in records)
+    assert main(["size", str(run), "--json"]) == 0
+    assert main(["evaluate", str(run)]) == 0
