@@ -78,6 +78,9 @@ class TrainConfig:
     warmup_epochs: int = 0  # linear warm-up from lr/warmup_epochs to lr over these epochs
     decay_start: int = 0  # epoch after which cosine / linear decay begins (at least warmup_epochs)
     lr_min: float = 0.0  # learning rate at the last epoch for cosine / linear
+    loss: str = "ce"  # "ce" (cross-entropy) or "focal"
+    label_smoothing: float = 0.0
+    focal_gamma: float = 2.0
     select_after: int = 50  # StasherCallback initial_delay: best val accuracy after this epoch
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda"
@@ -87,11 +90,26 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """Training-only augmentation of normalised log-mel batches; every default is off."""
+
+    specaugment_freq_masks: int = 0  # SpecAugment: number of frequency masks per clip
+    specaugment_freq_width: int = 8  # ... each up to this many mel bins
+    specaugment_time_masks: int = 0  # number of time masks per clip
+    specaugment_time_width: int = 20  # ... each up to this many frames
+    mixstyle_p: float = 0.0  # Freq-MixStyle: probability per batch (CP-JKU: 0.4 to 0.6)
+    mixstyle_alpha: float = 0.3  # Beta(alpha, alpha) mixing weights
+    freq_shift: int = 0  # random shift along frequency of up to this many bins
+    mixup_alpha: float = 0.0  # mixup with Beta(alpha, alpha) per clip (CP-JKU: 0.3); 0 = off
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     quantize: str = "float16"  # post-training storage of the shipped model: "float32" or "float16"
 
     def to_dict(self) -> dict:

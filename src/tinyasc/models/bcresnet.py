@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinyasc.models.common import FRONTEND_256, register_variants
+from tinyasc.models.layers import FRONTEND_256, register_variants
 from tinyasc.models.registry import check_input
 
 

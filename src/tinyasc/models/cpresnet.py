@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinyasc.models.common import FRONTEND_CP, ASCModel, init_weights, register_variants
+from tinyasc.models.layers import FRONTEND_CP, ASCModel, init_weights, register_variants
 
 
 class Conv2dDamped(nn.Conv2d):

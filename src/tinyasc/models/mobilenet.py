@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tinyasc.models.common import FRONTEND_128, ASCModel, conv_bn, init_weights, register_variants
+from tinyasc.models.layers import FRONTEND_128, ASCModel, conv_bn, init_weights, register_variants
 
 
 class SqueezeExcite(nn.Module):

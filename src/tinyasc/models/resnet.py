@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinyasc.models.common import FRONTEND_128, ASCModel, conv_bn, init_weights, register_variants
+from tinyasc.models.layers import FRONTEND_128, ASCModel, conv_bn, init_weights, register_variants
 
 
 class ResBlock(nn.Module):

@@ -8,13 +8,27 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def train_one_epoch(model: nn.Module, norm: nn.Module, optimizer, batch_iter, device, bar=None) -> dict:
+def train_one_epoch(
+    model: nn.Module,
+    norm: nn.Module,
+    optimizer,
+    batch_iter,
+    device,
+    bar=None,
+    recipe: nn.Module | None = None,
+) -> dict:
+    """One pass; ``recipe(model, x, y) -> (loss, logits)`` adds augmentation and the loss (default: CE)."""
     model.train()
+    if recipe is not None:
+        recipe.train()
     total, correct, loss_sum = 0, 0, 0.0
     for x, y, _ in batch_iter:
         x, y = norm(x.to(device)), y.to(device)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        if recipe is None:
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+        else:
+            loss, logits = recipe(model, x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -35,6 +35,7 @@ from tinyasc.models import create_model, get_model_info
 from tinyasc.train.checkpoint import load_checkpoint, save_checkpoint
 from tinyasc.train.distributed import Dist, epoch_order, init_distributed, shutdown
 from tinyasc.train.loop import loss_and_accuracy, predict_logits, train_one_epoch
+from tinyasc.train.recipe import BatchRecipe, check_augment
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,7 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
 
     _check_frontend(cfg)
     _check_train(cfg.train)
+    check_augment(cfg.augment, cfg.train)
     if cfg.train.batch_size % d.world:
         raise ConfigError(
             f"train.batch_size={cfg.train.batch_size} (global) must divide by the {d.world} ranks"
@@ -198,6 +200,7 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
     if d.active:
         torch.manual_seed(cfg.train.seed * 1000 + d.rank + start_epoch)  # distinct dropout masks per rank
 
+    recipe = BatchRecipe(cfg.augment, cfg.train, n_classes).to(device)
     per_rank_batch = cfg.train.batch_size // d.world
     val_mine = np.arange(d.rank, len(val_rows), d.world)
     select_after = min(cfg.train.select_after, cfg.train.epochs - 1)
@@ -221,6 +224,7 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
             batches(splits.features, train_rows[order], train_y[order], per_rank_batch),
             device,
             bar,
+            recipe,
         )
         bar.close()
         train_seconds = time.perf_counter() - t0
