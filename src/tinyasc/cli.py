@@ -83,6 +83,25 @@ def cmd_train(a) -> int:
     return 0
 
 
+def cmd_teachers(a) -> int:
+    from tinyasc.config import ConfigError, load_config
+    from tinyasc.distill.teachers import train_teachers
+
+    configs = []
+    for spec in a.configs:
+        if not spec.endswith((".yaml", ".yml")):
+            raise ConfigError(f"{spec}: expected a YAML config; pass overrides with --set KEY=VALUE")
+        for seed in range(a.seeds):
+            configs.append(load_config(spec, [*a.set, f"train.seed={seed}"] if a.seeds > 1 else a.set))
+    record = train_teachers(configs, a.out, progress=not a.quiet)
+    print(
+        f"{len(record['teachers'])} teachers; ensemble logits of {record['files']} training clips in "
+        f"{a.out}/logits.npz (training-fold accuracy {record['training_fold_accuracy']:.3f})"
+    )
+    print(f"next: tinyasc train CONFIG train.kd_logits={a.out} ... to distil them into a student")
+    return 0
+
+
 def _overall_line(m: dict) -> str:
     o = m["overall"]
     return (
@@ -304,6 +323,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--evaluate", action="store_true", help="evaluate on fold1_evaluate afterwards")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser(
+        "teachers", help="train a teacher ensemble and store its logits on the training fold for distillation"
+    )
+    s.add_argument("configs", nargs="+", help="one YAML config per teacher (any registered model)")
+    s.add_argument("--out", required=True, help="folder for the teacher runs, logits.npz and teachers.json")
+    s.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override for every teacher"
+    )
+    s.add_argument("--seeds", type=int, default=1, help="teachers per config, seeds 0..N-1 (default 1)")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_teachers)
 
     s = sub.add_parser("evaluate", help="evaluate a run's shipped model on fold1_evaluate")
     s.add_argument("run_dir")

@@ -81,6 +81,13 @@ class TrainConfig:
     loss: str = "ce"  # "ce" (cross-entropy) or "focal"
     label_smoothing: float = 0.0
     focal_gamma: float = 2.0
+    kd_logits: str | None = (
+        None  # teacher logits (a `tinyasc teachers` folder or its logits.npz); None = no KD
+    )
+    kd_weight: float = 0.5  # loss = (1 - w) * classification loss + w * T^2 * KL(teacher_T || student_T)
+    kd_temperature: float = 2.0
+    mean_teacher_weight: float = 0.0  # consistency loss weight against an EMA of the student; 0 = off
+    mean_teacher_decay: float = 0.999  # EMA decay per optimiser step
     select_after: int = 50  # StasherCallback initial_delay: best val accuracy after this epoch
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda"

@@ -16,22 +16,27 @@ def train_one_epoch(
     device,
     bar=None,
     recipe: nn.Module | None = None,
+    teacher_logits: np.ndarray | None = None,
 ) -> dict:
-    """One pass; ``recipe(model, x, y) -> (loss, logits)`` adds augmentation and the loss (default: CE)."""
+    """One pass; ``recipe(model, x, y, teacher) -> (loss, logits)`` adds augmentation and the loss
+    (default: plain cross-entropy). ``teacher_logits`` are aligned with the rows ``batch_iter`` walks."""
     model.train()
     if recipe is not None:
         recipe.train()
     total, correct, loss_sum = 0, 0, 0.0
-    for x, y, _ in batch_iter:
+    for x, y, pos in batch_iter:
         x, y = norm(x.to(device)), y.to(device)
         if recipe is None:
             logits = model(x)
             loss = F.cross_entropy(logits, y)
         else:
-            loss, logits = recipe(model, x, y)
+            teacher = None if teacher_logits is None else torch.from_numpy(teacher_logits[pos]).to(device)
+            loss, logits = recipe(model, x, y, teacher)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if recipe is not None:
+            recipe.after_step(model)
         n = len(y)
         total += n
         loss_sum += loss.item() * n

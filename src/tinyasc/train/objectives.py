@@ -33,3 +33,19 @@ def make_loss(name: str, gamma: float = 2.0):
     if name == "focal":
         return lambda logits, targets: focal_loss(logits, targets, gamma)
     raise ValueError(f"train.loss: {name!r}; expected 'ce' or 'focal'")
+
+
+def distillation_loss(logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``T^2 * KL(teacher_T || student_T)`` (Hinton et al. 2015), mean over the batch.
+
+    ``teacher_probs`` is the teacher's softmax at temperature T (possibly mixed by mixup); the T^2 factor
+    keeps the gradient scale independent of T.
+    """
+    logq = F.log_softmax(logits.float() / temperature, dim=1)
+    t = teacher_probs.clamp_min(1e-12)
+    return temperature**2 * (teacher_probs * (t.log() - logq)).sum(dim=1).mean()
+
+
+def consistency_loss(logits: torch.Tensor, teacher_probs: torch.Tensor) -> torch.Tensor:
+    """Mean-teacher consistency (Tarvainen and Valpola 2017): MSE between class distributions."""
+    return ((F.softmax(logits.float(), dim=1) - teacher_probs) ** 2).sum(dim=1).mean()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -9,17 +11,21 @@ from torch import nn
 from tinyasc.augment.mixup import mixup
 from tinyasc.augment.spectrogram import FreqMixStyle, FreqShift, SpecAugment
 from tinyasc.config import AugmentConfig, ConfigError, TrainConfig
-from tinyasc.train.objectives import make_loss, soft_targets
+from tinyasc.train.objectives import consistency_loss, distillation_loss, make_loss, soft_targets
 
 
 class BatchRecipe(nn.Module):
     """``loss = recipe(model, x, y)`` on a normalised batch; plain cross-entropy when nothing is on.
 
     Order: frequency shift, Freq-MixStyle, SpecAugment (each only in training mode), then soft targets
-    (label smoothing), then mixup of inputs and targets, then the loss on the model's logits.
+    (label smoothing) and the teacher's tempered distribution, then mixup of inputs and both targets, then
+    the loss: ``(1 - w) * classification + w * T^2 KL(teacher || student)`` with stored teacher logits,
+    plus ``weight * MSE(softmax(student), softmax(mean teacher))`` with a mean teacher.
     """
 
-    def __init__(self, aug: AugmentConfig, train: TrainConfig, n_classes: int):
+    def __init__(
+        self, aug: AugmentConfig, train: TrainConfig, n_classes: int, student: nn.Module | None = None
+    ):
         super().__init__()
         check_augment(aug, train)
         self.n_classes = n_classes
@@ -42,20 +48,59 @@ class BatchRecipe(nn.Module):
         self.smoothing = train.label_smoothing
         self.plain = train.loss == "ce" and not self.smoothing and not self.mixup_alpha
         self.loss_fn = make_loss(train.loss, train.focal_gamma)
+        self.kd_weight, self.kd_temperature = train.kd_weight, train.kd_temperature
+        self.mt_weight, self.mt_decay = train.mean_teacher_weight, train.mean_teacher_decay
+        self.ema: nn.Module | None = None
+        if train.mean_teacher_weight > 0:
+            if student is None:
+                raise ValueError("a mean teacher needs the student model")
+            self.ema = copy.deepcopy(student).eval()
+            for p in self.ema.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.ema is not None:
+            self.ema.eval()  # the teacher always predicts in eval mode (running BN statistics, no dropout)
+        return self
 
     def forward(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss, logits) of one training batch."""
+        """(loss, logits) of one training batch; ``teacher``: stored teacher logits of these clips."""
         x = self.augment(x)
-        if self.plain:
+        if self.plain and teacher is None and self.ema is None:
             logits = model(x)
             return F.cross_entropy(logits, y), logits
         targets = soft_targets(y, self.n_classes, self.smoothing)
+        parts = [targets]
+        if teacher is not None:
+            parts.append(F.softmax(teacher.float() / self.kd_temperature, dim=1))
         if self.mixup_alpha > 0 and self.training:
-            x, targets = mixup(x, targets, self.mixup_alpha)
+            # one mixing of the inputs, the labels and the teacher's distribution alike
+            x, mixed = mixup(x, torch.cat(parts, dim=1), self.mixup_alpha)
+            parts = list(torch.split(mixed, self.n_classes, dim=1))
         logits = model(x)
-        return self.loss_fn(logits, targets), logits
+        loss = self.loss_fn(logits, parts[0])
+        if teacher is not None:
+            kd = distillation_loss(logits, parts[1], self.kd_temperature)
+            loss = (1 - self.kd_weight) * loss + self.kd_weight * kd
+        if self.ema is not None:
+            with torch.no_grad():
+                ema_p = F.softmax(self.ema(x).float(), dim=1)
+            loss = loss + self.mt_weight * consistency_loss(logits, ema_p)
+        return loss, logits
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module) -> None:
+        """Move the mean teacher toward the student (exponential moving average of the weights)."""
+        if self.ema is None:
+            return
+        for e, p in zip(self.ema.state_dict().values(), model.state_dict().values(), strict=True):
+            if e.dtype.is_floating_point:
+                e.mul_(self.mt_decay).add_(p.detach(), alpha=1 - self.mt_decay)
+            else:
+                e.copy_(p)
 
 
 def check_augment(aug: AugmentConfig, train: TrainConfig) -> None:
@@ -79,5 +124,11 @@ def check_augment(aug: AugmentConfig, train: TrainConfig) -> None:
         raise ConfigError(f"train.loss: {train.loss!r}; expected 'ce' or 'focal'")
     if not 0 <= train.label_smoothing < 1:
         raise ConfigError(f"train.label_smoothing={train.label_smoothing}: expected a value in [0, 1)")
+    if not 0 <= train.kd_weight <= 1:
+        raise ConfigError(f"train.kd_weight={train.kd_weight}: expected a value in [0, 1]")
+    if train.kd_temperature <= 0:
+        raise ConfigError(f"train.kd_temperature={train.kd_temperature}: expected > 0")
+    if train.mean_teacher_weight < 0 or not 0 < train.mean_teacher_decay < 1:
+        raise ConfigError("train.mean_teacher_weight must be >= 0 and train.mean_teacher_decay in (0, 1)")
     if train.focal_gamma < 0:
         raise ConfigError(f"train.focal_gamma={train.focal_gamma}: expected >= 0")

@@ -29,6 +29,7 @@ from tinyasc.compress.quantize import quantize_float16
 from tinyasc.compress.size import model_size, state_size
 from tinyasc.config import Config, ConfigError, config_from_dict, plain, save_config
 from tinyasc.data.dataset import batches, prepare_splits
+from tinyasc.distill.logits import join_logits
 from tinyasc.frontend import Normalizer, band_statistics
 from tinyasc.io import atomic_write_json, atomic_write_text
 from tinyasc.models import create_model, get_model_info
@@ -200,7 +201,16 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
     if d.active:
         torch.manual_seed(cfg.train.seed * 1000 + d.rank + start_epoch)  # distinct dropout masks per rank
 
-    recipe = BatchRecipe(cfg.augment, cfg.train, n_classes).to(device)
+    recipe = BatchRecipe(cfg.augment, cfg.train, n_classes, student=model).to(device)
+    if state is not None and recipe.ema is not None:
+        if "ema" not in state:
+            raise ConfigError(f"{run_dir}/last.pt: has no mean-teacher state to resume")
+        recipe.ema.load_state_dict(state["ema"])
+    kd_train = None
+    if cfg.train.kd_logits:
+        fold = splits.train + splits.val
+        joined = join_logits(cfg.train.kd_logits, [c.filename for c in fold], tuple(splits.index.classes))
+        kd_train = joined[: len(splits.train)]
     per_rank_batch = cfg.train.batch_size // d.world
     val_mine = np.arange(d.rank, len(val_rows), d.world)
     select_after = min(cfg.train.select_after, cfg.train.epochs - 1)
@@ -225,6 +235,7 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
             device,
             bar,
             recipe,
+            None if kd_train is None else kd_train[order],
         )
         bar.close()
         train_seconds = time.perf_counter() - t0
@@ -269,6 +280,7 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
                     "torch_rng": torch.get_rng_state(),
                     "best": best,
                     "config": plain(cfg.to_dict()),
+                    **({"ema": recipe.ema.state_dict()} if recipe.ema is not None else {}),
                 },
                 run_dir / "last.pt",
             )

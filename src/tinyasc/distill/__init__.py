@@ -1,0 +1,1 @@
+"""Knowledge distillation: teacher ensembles and their logits stored by file name."""

@@ -1,0 +1,84 @@
+"""``tinyasc teachers``: train an ensemble of teachers and store their mean logits on the training fold.
+
+Each teacher is an ordinary run (any registered model and config, no size limit) in ``OUT/teacher_K``;
+an interrupted call resumes the unfinished teacher and skips finished ones. The ensemble's logits are
+the mean of the teachers' logits (CP-JKU's ensembles average logits) on every clip of the training fold
+(training and validation parts), computed with each teacher's float32 model and its own frontend, and
+stored by file name with a record of the teachers, their configs and validation accuracy.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tinyasc.config import Config, ConfigError, plain
+from tinyasc.data.cache import cached_features
+from tinyasc.data.dataset import cached_clips, load_index, training_clips
+from tinyasc.distill.logits import save_logits
+from tinyasc.evaluate.predict import feature_logits, load_model
+from tinyasc.train.run import fit
+
+
+def teacher_logits(run_dir: Path, cfg: Config, progress: bool = False) -> tuple[list[str], tuple, np.ndarray]:
+    """(filenames, classes, logits) of one trained run on its training fold, float32 model."""
+    lm = load_model(run_dir / "model.pt")
+    index = load_index(cfg.data)
+    clips = training_clips(index, cfg.data)
+    cached = cached_clips(index, cfg.data)  # the run's own cache entry: training fold, then evaluate
+    paths = [index.path(c) for c in cached]
+    feats = cached_features(lm.frontend, paths, cfg.data.cache_dir, cfg.data.workers, progress)
+    return [c.filename for c in clips], lm.classes, feature_logits(lm, feats, np.arange(len(clips)))
+
+
+def train_teachers(configs: list[Config], out: str | Path, progress: bool = True) -> dict:
+    out = Path(out)
+    if not configs:
+        raise ConfigError("tinyasc teachers: give at least one config")
+    roots = {c.data.root for c in configs}
+    if len(roots) != 1:
+        raise ConfigError(f"teachers must share one dataset (data.root); got {sorted(roots)}")
+    members, all_logits, names, classes = [], [], None, None
+    for k, cfg in enumerate(configs):
+        run_dir = out / f"teacher_{k}"
+        if not (run_dir / "model.pt").exists():
+            fit(cfg, run_dir, resume=(run_dir / "last.pt").exists(), progress=progress)
+        files, cls, logits = teacher_logits(run_dir, cfg, progress)
+        if names is None:
+            names, classes = files, cls
+        elif files != names or cls != classes:
+            raise ConfigError(f"{run_dir}: its training fold or classes differ from teacher_0's")
+        all_logits.append(logits)
+        best = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+        members.append(
+            {
+                "run_dir": str(run_dir),
+                "model": cfg.model.name,
+                "config_hash": cfg.hash(),
+                "config": plain(cfg.to_dict()),
+                "best_epoch": best.get("best_epoch"),
+                "last_val_accuracy": best.get("val_accuracy"),
+            }
+        )
+    ensemble = np.mean(all_logits, axis=0)
+    labels = np.array([classes.index(s) for s in _scenes(configs[0], names)])
+    record = {
+        "format": "tinyasc-teachers-1",
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "ensemble": "mean of logits",
+        "files": len(names),
+        "classes": list(classes),
+        "training_fold_accuracy": float((ensemble.argmax(1) == labels).mean()),
+        "teachers": members,
+    }
+    save_logits(out, names, classes, ensemble, record)
+    return record
+
+
+def _scenes(cfg: Config, filenames: list[str]) -> list[str]:
+    index = load_index(cfg.data)
+    by_name = {c.filename: c for c in training_clips(index, cfg.data)}
+    return [by_name[f].scene for f in filenames]
