@@ -134,6 +134,7 @@ def test_augmented_training_is_reproducible_and_resumes(tiny_corpus, tmp_path):
         "augment.specaugment_freq_masks=2",
         "augment.mixstyle_p=0.5",
         "train.label_smoothing=0.1",
+        "augment.device_translation_p=0.5",
     ]
     cache = tmp_path / "cache"
     assert main(train_args(tiny_corpus, tmp_path / "a", cache, 2, extra)) == 0
@@ -148,3 +149,38 @@ def test_augmented_training_is_reproducible_and_resumes(tiny_corpus, tmp_path):
 
     assert records(tmp_path / "a") == records(tmp_path / "b")
     assert len(records(tmp_path / "a")) == 2
+    transfers = json.loads((tmp_path / "a" / "device_transfer.json").read_text())
+    assert transfers and all(len(v) == 40 for v in transfers.values())  # one value per mel band
+
+
+def test_device_transfer_learned_from_parallel_recordings():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from tinyasc.augment.device import DeviceTranslation, learn_device_transfer
+
+    rng = np.random.default_rng(0)
+    clips, feats = [], []
+    response = {"a": np.zeros(4), "b": np.array([1.0, 0.0, -1.0, -2.0]), "s1": np.array([0.5, 0.5, 0.0, 0.0])}
+    for seg in range(3):
+        base = rng.normal(size=(4, 6))
+        for dev in ("a", "b", "s1") if seg < 2 else ("a", "b"):
+            clips.append(SimpleNamespace(scene="park", city="x", location="1", segment=str(seg), device=dev))
+            feats.append(base + response[dev][:, None])
+    clips.append(SimpleNamespace(scene="park", city="x", location="1", segment="9", device="c"))  # no A pair
+    feats.append(rng.normal(size=(4, 6)))
+    transfers = learn_device_transfer(clips, np.stack(feats), np.arange(len(clips)))
+    assert sorted(transfers) == ["b", "s1"]
+    np.testing.assert_allclose(transfers["b"], response["b"], atol=1e-6)
+    np.testing.assert_allclose(transfers["s1"], response["s1"], atol=1e-6)
+
+    std = torch.tensor([1.0, 2.0, 1.0, 1.0])
+    aug = DeviceTranslation(transfers, std, p=1.0).train()
+    x = torch.zeros(3, 1, 4, 5)
+    out = aug(x, torch.tensor([True, False, True]))
+    assert torch.equal(out[1], x[1])  # only reference-device clips are translated
+    shifts = {tuple(out[i, 0, :, 0].tolist()) for i in (0, 2)}
+    allowed = {tuple((torch.from_numpy(transfers[d]) / std).tolist()) for d in transfers}
+    assert shifts <= allowed
+    assert torch.equal(aug.eval()(x, torch.tensor([True, True, True])), x)

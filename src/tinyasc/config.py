@@ -108,6 +108,7 @@ class AugmentConfig:
     mixstyle_alpha: float = 0.3  # Beta(alpha, alpha) mixing weights
     freq_shift: int = 0  # random shift along frequency of up to this many bins
     mixup_alpha: float = 0.0  # mixup with Beta(alpha, alpha) per clip (CP-JKU: 0.3); 0 = off
+    device_translation_p: float = 0.0  # device-A clips get another device's learned spectral transfer
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,11 @@ def train_one_epoch(
     device,
     bar=None,
     recipe: nn.Module | None = None,
-    teacher_logits: np.ndarray | None = None,
+    extras: dict[str, np.ndarray] | None = None,
 ) -> dict:
-    """One pass; ``recipe(model, x, y, teacher) -> (loss, logits)`` adds augmentation and the loss
-    (default: plain cross-entropy). ``teacher_logits`` are aligned with the rows ``batch_iter`` walks."""
+    """One pass; ``recipe(model, x, y, **extras) -> (loss, logits)`` adds augmentation and the loss
+    (default: plain cross-entropy). ``extras`` (e.g. teacher logits) are per-clip arrays aligned with
+    the rows ``batch_iter`` walks; the recipe gets their rows of each batch as tensors."""
     model.train()
     if recipe is not None:
         recipe.train()
@@ -30,8 +31,8 @@ def train_one_epoch(
             logits = model(x)
             loss = F.cross_entropy(logits, y)
         else:
-            teacher = None if teacher_logits is None else torch.from_numpy(teacher_logits[pos]).to(device)
-            loss, logits = recipe(model, x, y, teacher)
+            kw = {k: torch.from_numpy(v[pos]).to(device) for k, v in (extras or {}).items()}
+            loss, logits = recipe(model, x, y, **kw)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -17,7 +17,7 @@ from tinyasc.train.objectives import consistency_loss, distillation_loss, make_l
 class BatchRecipe(nn.Module):
     """``loss = recipe(model, x, y)`` on a normalised batch; plain cross-entropy when nothing is on.
 
-    Order: frequency shift, Freq-MixStyle, SpecAugment (each only in training mode), then soft targets
+    Order: device translation (device-A clips), frequency shift, Freq-MixStyle, SpecAugment (each only in training mode), then soft targets
     (label smoothing) and the teacher's tempered distribution, then mixup of inputs and both targets, then
     the loss: ``(1 - w) * classification + w * T^2 KL(teacher || student)`` with stored teacher logits,
     plus ``weight * MSE(softmax(student), softmax(mean teacher))`` with a mean teacher.
@@ -51,12 +51,16 @@ class BatchRecipe(nn.Module):
         self.kd_weight, self.kd_temperature = train.kd_weight, train.kd_temperature
         self.mt_weight, self.mt_decay = train.mean_teacher_weight, train.mean_teacher_decay
         self.ema: nn.Module | None = None
+        self.translate: nn.Module | None = None
         if train.mean_teacher_weight > 0:
             if student is None:
                 raise ValueError("a mean teacher needs the student model")
             self.ema = copy.deepcopy(student).eval()
             for p in self.ema.parameters():
                 p.requires_grad_(False)
+
+    def set_device_translation(self, module: nn.Module) -> None:
+        self.translate = module
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -65,9 +69,17 @@ class BatchRecipe(nn.Module):
         return self
 
     def forward(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor | None = None
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        teacher: torch.Tensor | None = None,
+        is_reference: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss, logits) of one training batch; ``teacher``: stored teacher logits of these clips."""
+        """(loss, logits) of one training batch; ``teacher``: stored teacher logits of these clips;
+        ``is_reference``: which clips are device-A recordings (for device translation)."""
+        if self.translate is not None and is_reference is not None:
+            x = self.translate(x, is_reference)
         x = self.augment(x)
         if self.plain and teacher is None and self.ema is None:
             logits = model(x)
@@ -113,6 +125,10 @@ def check_augment(aug: AugmentConfig, train: TrainConfig) -> None:
     ):
         if getattr(aug, key) < 0:
             raise ConfigError(f"augment.{key}={getattr(aug, key)}: expected >= 0")
+    if not 0 <= aug.device_translation_p <= 1:
+        raise ConfigError(
+            f"augment.device_translation_p={aug.device_translation_p}: expected a probability in [0, 1]"
+        )
     if not 0 <= aug.mixstyle_p <= 1:
         raise ConfigError(f"augment.mixstyle_p={aug.mixstyle_p}: expected a probability in [0, 1]")
     for key in ("mixstyle_alpha", "mixup_alpha"):

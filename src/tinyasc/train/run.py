@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from tinyasc.augment.device import DeviceTranslation, learn_device_transfer
 from tinyasc.compress.quantize import quantize_float16
 from tinyasc.compress.size import model_size, state_size
 from tinyasc.config import Config, ConfigError, config_from_dict, plain, save_config
@@ -206,11 +207,22 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
         if "ema" not in state:
             raise ConfigError(f"{run_dir}/last.pt: has no mean-teacher state to resume")
         recipe.ema.load_state_dict(state["ema"])
-    kd_train = None
+    extras: dict[str, np.ndarray] = {}  # per training clip, aligned with train_rows
     if cfg.train.kd_logits:
         fold = splits.train + splits.val
         joined = join_logits(cfg.train.kd_logits, [c.filename for c in fold], tuple(splits.index.classes))
-        kd_train = joined[: len(splits.train)]
+        extras["teacher"] = joined[: len(splits.train)]
+    if cfg.augment.device_translation_p > 0:
+        transfers = learn_device_transfer(splits.train, splits.features, train_rows)
+        if not transfers:
+            raise ConfigError(
+                "augment.device_translation_p: no training clip has a parallel device-A recording"
+            )
+        translate = DeviceTranslation(transfers, norm.std, cfg.augment.device_translation_p)
+        recipe.set_device_translation(translate.to(device))
+        extras["is_reference"] = np.array([c.device == "a" for c in splits.train])
+        if d.is_main:
+            atomic_write_json(run_dir / "device_transfer.json", {k: v.tolist() for k, v in transfers.items()})
     per_rank_batch = cfg.train.batch_size // d.world
     val_mine = np.arange(d.rank, len(val_rows), d.world)
     select_after = min(cfg.train.select_after, cfg.train.epochs - 1)
@@ -235,7 +247,7 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
             device,
             bar,
             recipe,
-            None if kd_train is None else kd_train[order],
+            {k: v[order] for k, v in extras.items()},
         )
         bar.close()
         train_seconds = time.perf_counter() - t0
