@@ -109,6 +109,17 @@ class AugmentConfig:
     freq_shift: int = 0  # random shift along frequency of up to this many bins
     mixup_alpha: float = 0.0  # mixup with Beta(alpha, alpha) per clip (CP-JKU: 0.3); 0 = off
     device_translation_p: float = 0.0  # device-A clips get another device's learned spectral transfer
+    # waveform side (any of these on: training reads waveforms and computes log-mel per batch)
+    roll_max_seconds: float = 0.0  # circular time roll of up to this much either way
+    gain_db: float = 0.0  # random gain, uniform within +-gain_db decibels
+    dir_p: float = 0.0  # device impulse responses: probability per device-A clip (CP-JKU: 0.6)
+    dir_path: str | None = None  # folder of IR audio files; None = the procedural set
+    dir_count: int = 32  # procedural IRs
+    dir_seed: int = 0
+
+    @property
+    def waveform(self) -> bool:
+        return self.roll_max_seconds > 0 or self.gain_db > 0 or self.dir_p > 0
 
 
 @dataclass(frozen=True)

@@ -99,21 +99,82 @@ def cached_features(
     """Read-only memory map (N, n_mels, frames) float16 of the features of ``paths``, computing if needed."""
     if cfg.frames is None:
         raise ValueError("the feature cache needs a fixed frontend.frames")
+    paths = [Path(p).resolve() for p in paths]
+    return _cached_array(
+        cache_key(cfg, paths),
+        (len(paths), cfg.n_mels, cfg.frames),
+        lambda out: compute_features(cfg, paths, out, workers=workers, progress=progress),
+        {
+            "content": "log-mel features, not normalised",
+            "frontend": asdict(cfg),
+            "files": [str(p) for p in paths],
+        },
+        cache_dir,
+    )
+
+
+def _waveforms(args: tuple[list[str], int, int]) -> np.ndarray:
+    from tinyasc.data.audio import load_clip
+
+    paths, sample_rate, n_samples = args
+    return np.stack([load_clip(p, sample_rate, n_samples) for p in paths]).astype(np.float16)
+
+
+def cached_waveforms(
+    sample_rate: int,
+    n_samples: int,
+    paths: list[Path],
+    cache_dir: str | Path | None = None,
+    workers: int = 1,
+    progress: bool = False,
+    chunk: int = 16,
+) -> np.ndarray:
+    """Read-only memory map (N, n_samples) float16 of mono clips at ``sample_rate`` (the waveform path of
+    training with waveform augmentation); same keying, atomic writes and sidecar as the feature cache."""
+    from tqdm import tqdm
+
+    paths = [Path(p).resolve() for p in paths]
+    stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+    key = "wave-" + config_hash(
+        {"v": CACHE_VERSION, "rate": sample_rate, "samples": n_samples, "files": stats}
+    )
+
+    def fill(out: np.ndarray) -> None:
+        jobs = [
+            ([str(p) for p in paths[i : i + chunk]], sample_rate, n_samples)
+            for i in range(0, len(paths), chunk)
+        ]
+        bar = tqdm(total=len(paths), desc="waveforms", unit="clip", disable=not progress)
+        if workers <= 1:
+            results = map(_waveforms, jobs)
+            for i, w in enumerate(results):
+                out[i * chunk : i * chunk + len(w)] = w
+                bar.update(len(w))
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for i, w in enumerate(pool.map(_waveforms, jobs)):
+                    out[i * chunk : i * chunk + len(w)] = w
+                    bar.update(len(w))
+        bar.close()
+
+    meta = {"content": "mono waveforms", "sample_rate": sample_rate, "files": [str(p) for p in paths]}
+    return _cached_array(key, (len(paths), n_samples), fill, meta, cache_dir)
+
+
+def _cached_array(key: str, shape: tuple, fill, meta: dict, cache_dir: str | Path | None) -> np.ndarray:
+    """The float16 memmap ``<key>.npy`` of ``shape``, filled by ``fill(out)`` when not complete yet."""
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    paths = [Path(p).resolve() for p in paths]
-    key = cache_key(cfg, paths)
     array, sidecar = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
-    shape = (len(paths), cfg.n_mels, cfg.frames)
     if sidecar.exists() and array.exists():
-        meta = json.loads(sidecar.read_text())
-        if meta.get("complete") and tuple(meta["shape"]) == shape:
-            log.info("feature cache hit %s", array)
+        old = json.loads(sidecar.read_text())
+        if old.get("complete") and tuple(old["shape"]) == tuple(shape):
+            log.info("cache hit %s", array)
             return np.load(array, mmap_mode="r")
     tmp = cache_dir / f".{key}.{os.getpid()}.npy.tmp"
     try:
         mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
-        compute_features(cfg, paths, mm, workers=workers, progress=progress)
+        fill(mm)
         mm.flush()
         del mm
         os.replace(tmp, array)
@@ -122,14 +183,6 @@ def cached_features(
         raise
     atomic_write_json(
         sidecar,
-        {
-            "complete": True,
-            "version": CACHE_VERSION,
-            "shape": list(shape),
-            "dtype": "float16",
-            "content": "log-mel features, not normalised",
-            "frontend": asdict(cfg),
-            "files": [str(p) for p in paths],
-        },
+        {"complete": True, "version": CACHE_VERSION, "shape": list(shape), "dtype": "float16", **meta},
     )
     return np.load(array, mmap_mode="r")

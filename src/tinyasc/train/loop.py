@@ -26,13 +26,16 @@ def train_one_epoch(
         recipe.train()
     total, correct, loss_sum = 0, 0, 0.0
     for x, y, pos in batch_iter:
-        x, y = norm(x.to(device)), y.to(device)
+        x, y = x.to(device), y.to(device)
         if recipe is None:
-            logits = model(x)
+            logits = model(norm(x))
             loss = F.cross_entropy(logits, y)
         else:
             kw = {k: torch.from_numpy(v[pos]).to(device) for k, v in (extras or {}).items()}
-            loss, logits = recipe(model, x, y, **kw)
+            if recipe.logmel is not None:  # a waveform batch (B, 1, samples): augment, then log-mel
+                with torch.no_grad():
+                    x = recipe.features(x[:, 0], kw.get("is_reference"))
+            loss, logits = recipe(model, norm(x), y, **kw)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -10,7 +10,9 @@ from torch import nn
 
 from tinyasc.augment.mixup import mixup
 from tinyasc.augment.spectrogram import FreqMixStyle, FreqShift, SpecAugment
-from tinyasc.config import AugmentConfig, ConfigError, TrainConfig
+from tinyasc.augment.waveform import DeviceIR, Gain, TimeRoll, load_irs, procedural_irs
+from tinyasc.config import AugmentConfig, ConfigError, FrontendConfig, TrainConfig
+from tinyasc.frontend import LogMel
 from tinyasc.train.objectives import consistency_loss, distillation_loss, make_loss, soft_targets
 
 
@@ -24,7 +26,12 @@ class BatchRecipe(nn.Module):
     """
 
     def __init__(
-        self, aug: AugmentConfig, train: TrainConfig, n_classes: int, student: nn.Module | None = None
+        self,
+        aug: AugmentConfig,
+        train: TrainConfig,
+        n_classes: int,
+        student: nn.Module | None = None,
+        frontend: FrontendConfig | None = None,
     ):
         super().__init__()
         check_augment(aug, train)
@@ -52,12 +59,36 @@ class BatchRecipe(nn.Module):
         self.mt_weight, self.mt_decay = train.mean_teacher_weight, train.mean_teacher_decay
         self.ema: nn.Module | None = None
         self.translate: nn.Module | None = None
+        self.logmel: nn.Module | None = None  # set when training reads waveforms
+        if aug.waveform:
+            if frontend is None:
+                raise ValueError("waveform augmentation needs the frontend config")
+            self.roll = TimeRoll(int(round(aug.roll_max_seconds * frontend.sample_rate)))
+            self.gain = Gain(aug.gain_db)
+            self.dir: nn.Module | None = None
+            if aug.dir_p > 0:
+                irs = (
+                    load_irs(aug.dir_path, frontend.sample_rate)
+                    if aug.dir_path
+                    else procedural_irs(aug.dir_count, frontend.sample_rate, seed=aug.dir_seed)
+                )
+                self.dir = DeviceIR(irs, aug.dir_p)
+            self.logmel = LogMel(frontend)
         if train.mean_teacher_weight > 0:
             if student is None:
                 raise ValueError("a mean teacher needs the student model")
             self.ema = copy.deepcopy(student).eval()
             for p in self.ema.parameters():
                 p.requires_grad_(False)
+
+    def features(self, wave: torch.Tensor, is_reference: torch.Tensor | None = None) -> torch.Tensor:
+        """Waveform batch (B, samples) -> augmented log-mel (B, 1, n_mels, frames), not normalised.
+
+        Order: device impulse response (device-A clips), time roll, gain, then the frontend."""
+        if self.dir is not None:
+            ref = is_reference if is_reference is not None else torch.ones(len(wave), dtype=torch.bool)
+            wave = self.dir(wave, ref)
+        return self.logmel(self.gain(self.roll(wave)))
 
     def set_device_translation(self, module: nn.Module) -> None:
         self.translate = module
@@ -125,6 +156,10 @@ def check_augment(aug: AugmentConfig, train: TrainConfig) -> None:
     ):
         if getattr(aug, key) < 0:
             raise ConfigError(f"augment.{key}={getattr(aug, key)}: expected >= 0")
+    if not 0 <= aug.dir_p <= 1:
+        raise ConfigError(f"augment.dir_p={aug.dir_p}: expected a probability in [0, 1]")
+    if aug.roll_max_seconds < 0 or aug.gain_db < 0 or aug.dir_count < 1:
+        raise ConfigError("augment.roll_max_seconds and augment.gain_db must be >= 0, augment.dir_count >= 1")
     if not 0 <= aug.device_translation_p <= 1:
         raise ConfigError(
             f"augment.device_translation_p={aug.device_translation_p}: expected a probability in [0, 1]"

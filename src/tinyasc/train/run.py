@@ -29,6 +29,7 @@ from tinyasc.augment.device import DeviceTranslation, learn_device_transfer
 from tinyasc.compress.quantize import quantize_float16
 from tinyasc.compress.size import model_size, state_size
 from tinyasc.config import Config, ConfigError, config_from_dict, plain, save_config
+from tinyasc.data.cache import cached_waveforms
 from tinyasc.data.dataset import batches, prepare_splits
 from tinyasc.distill.logits import join_logits
 from tinyasc.frontend import Normalizer, band_statistics
@@ -202,7 +203,7 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
     if d.active:
         torch.manual_seed(cfg.train.seed * 1000 + d.rank + start_epoch)  # distinct dropout masks per rank
 
-    recipe = BatchRecipe(cfg.augment, cfg.train, n_classes, student=model).to(device)
+    recipe = BatchRecipe(cfg.augment, cfg.train, n_classes, student=model, frontend=cfg.frontend).to(device)
     if state is not None and recipe.ema is not None:
         if "ema" not in state:
             raise ConfigError(f"{run_dir}/last.pt: has no mean-teacher state to resume")
@@ -212,6 +213,24 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
         fold = splits.train + splits.val
         joined = join_logits(cfg.train.kd_logits, [c.filename for c in fold], tuple(splits.index.classes))
         extras["teacher"] = joined[: len(splits.train)]
+    source, source_rows = splits.features, train_rows
+    if cfg.augment.waveform:  # waveform augmentation: read clips, compute log-mel per batch
+        paths = [splits.index.path(c) for c in splits.train]
+        if not d.is_main:
+            d.barrier()  # rank 0 fills the waveform cache first
+        source = cached_waveforms(
+            cfg.frontend.sample_rate,
+            cfg.frontend.clip_samples,
+            paths,
+            cfg.data.cache_dir,
+            cfg.data.workers,
+            progress,
+        )
+        if d.is_main:
+            d.barrier()
+        source_rows = np.arange(len(splits.train))
+    if cfg.augment.device_translation_p > 0 or cfg.augment.dir_p > 0:
+        extras["is_reference"] = np.array([c.device == "a" for c in splits.train])
     if cfg.augment.device_translation_p > 0:
         transfers = learn_device_transfer(splits.train, splits.features, train_rows)
         if not transfers:
@@ -220,7 +239,6 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
             )
         translate = DeviceTranslation(transfers, norm.std, cfg.augment.device_translation_p)
         recipe.set_device_translation(translate.to(device))
-        extras["is_reference"] = np.array([c.device == "a" for c in splits.train])
         if d.is_main:
             atomic_write_json(run_dir / "device_transfer.json", {k: v.tolist() for k, v in transfers.items()})
     per_rank_batch = cfg.train.batch_size // d.world
@@ -243,7 +261,7 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
             net,
             norm,
             optimizer,
-            batches(splits.features, train_rows[order], train_y[order], per_rank_batch),
+            batches(source, source_rows[order], train_y[order], per_rank_batch),
             device,
             bar,
             recipe,
