@@ -1,5 +1,6 @@
 """The model zoo, parametrised over the registry: shapes, gradients, determinism, size and MACs."""
 
+import glob
 import json
 import math
 
@@ -215,3 +216,15 @@ def test_train_a_zoo_model_through_the_cli(tiny_corpus, tmp_path):
     assert all(r["train_clips"] > 0 and r["train_seconds"] > 0 for r in records)
     assert main(["size", str(run), "--json"]) == 0
     assert main(["evaluate", str(run)]) == 0
+
+
+@pytest.mark.parametrize("path", sorted(p for p in glob.glob("configs/*.yaml") if "submission" not in p))
+def test_every_config_is_valid_and_matches_its_model(path):
+    from tinyasc.train.recipe import check_augment
+
+    cfg = load_config(path)
+    info = get_model_info(cfg.model.name)
+    for key, value in {"n_mels": 40, "frames": 500, **info.frontend}.items():
+        assert getattr(cfg.frontend, key) == value, (path, key)
+    _check_train(cfg.train)
+    check_augment(cfg.augment, cfg.train)
