@@ -123,12 +123,25 @@ class AugmentConfig:
 
 
 @dataclass(frozen=True)
+class PruneConfig:
+    """Magnitude pruning during training (compress/prune.py); target 0 = off."""
+
+    target: float = 0.0  # final fraction of zero conv/linear weights
+    scope: str = "global"  # "global" (one threshold) or "layer" (each layer to the target)
+    start_epoch: int = 1  # first epoch with a non-zero sparsity
+    ramp_epochs: int = 10  # epochs from the start to the target
+    schedule: str = "linear"  # "linear" or "exponential"
+    exclude: tuple[str, ...] = ()  # layer names left dense (e.g. the first conv)
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
     quantize: str = "float16"  # post-training storage of the shipped model: "float32" or "float16"
 
     def to_dict(self) -> dict:

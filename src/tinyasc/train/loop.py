@@ -17,6 +17,7 @@ def train_one_epoch(
     bar=None,
     recipe: nn.Module | None = None,
     extras: dict[str, np.ndarray] | None = None,
+    pruner=None,
 ) -> dict:
     """One pass; ``recipe(model, x, y, **extras) -> (loss, logits)`` adds augmentation and the loss
     (default: plain cross-entropy). ``extras`` (e.g. teacher logits) are per-clip arrays aligned with
@@ -39,6 +40,8 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if pruner is not None:
+            pruner.apply()  # pruned weights stay exactly zero
         if recipe is not None:
             recipe.after_step(model)
         n = len(y)

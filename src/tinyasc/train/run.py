@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from tinyasc.augment.device import DeviceTranslation, learn_device_transfer
+from tinyasc.compress.prune import Pruner, target_sparsity
 from tinyasc.compress.quantize import quantize_float16
 from tinyasc.compress.size import model_size, state_size
 from tinyasc.config import Config, ConfigError, config_from_dict, plain, save_config
@@ -75,6 +76,24 @@ def _check_train(t) -> None:
         raise ConfigError(f"train.lr={t.lr}, train.lr_min={t.lr_min}: need 0 <= lr_min <= lr and lr > 0")
     if t.warmup_epochs < 0 or t.decay_start < 0 or t.epochs < 1:
         raise ConfigError("train.epochs must be >= 1; train.warmup_epochs and train.decay_start >= 0")
+
+
+def _check_prune(cfg: Config) -> None:
+    p = cfg.prune
+    if not 0 <= p.target < 1:
+        raise ConfigError(f"prune.target={p.target}: expected a sparsity in [0, 1)")
+    if p.target == 0:
+        return
+    if p.scope not in ("global", "layer"):
+        raise ConfigError(f"prune.scope: {p.scope!r}; expected 'global' or 'layer'")
+    if p.schedule not in ("linear", "exponential"):
+        raise ConfigError(f"prune.schedule: {p.schedule!r}; expected 'linear' or 'exponential'")
+    reached = p.start_epoch + max(p.ramp_epochs, 1) - 1
+    if p.start_epoch < 1 or reached > cfg.train.epochs:
+        raise ConfigError(
+            f"prune: the ramp from epoch {p.start_epoch} over {p.ramp_epochs} epochs reaches the target at "
+            f"epoch {reached}, after the last epoch {cfg.train.epochs}; shorten prune.ramp_epochs or train longer"
+        )
 
 
 def make_optimizer(params, t) -> torch.optim.Optimizer:
@@ -137,6 +156,7 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
 
     _check_frontend(cfg)
     _check_train(cfg.train)
+    _check_prune(cfg)
     check_augment(cfg.augment, cfg.train)
     if cfg.train.batch_size % d.world:
         raise ConfigError(
@@ -241,11 +261,24 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
         recipe.set_device_translation(translate.to(device))
         if d.is_main:
             atomic_write_json(run_dir / "device_transfer.json", {k: v.tolist() for k, v in transfers.items()})
+    pruner = None
+    if cfg.prune.target > 0:
+        try:
+            pruner = Pruner(model, cfg.prune.scope, tuple(cfg.prune.exclude))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if state is not None:
+            if "pruner" not in state:
+                raise ConfigError(f"{run_dir}/last.pt: has no pruning state to resume")
+            pruner.load_state_dict(state["pruner"])
     per_rank_batch = cfg.train.batch_size // d.world
     val_mine = np.arange(d.rank, len(val_rows), d.world)
     select_after = min(cfg.train.select_after, cfg.train.epochs - 1)
     for epoch in range(start_epoch, cfg.train.epochs + 1):
         order = epoch_order(len(train_rows), epoch, cfg.train.seed, d)
+        if pruner is not None:
+            p = cfg.prune
+            pruner.update(target_sparsity(epoch, p.target, p.start_epoch, p.ramp_epochs, p.schedule))
         lr = learning_rate(cfg.train, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -266,6 +299,7 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
             bar,
             recipe,
             {k: v[order] for k, v in extras.items()},
+            pruner,
         )
         bar.close()
         train_seconds = time.perf_counter() - t0
@@ -291,10 +325,12 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
             "val_loss": vl / vn,
             "val_accuracy": vc / vn,
             "lr": lr,
+            **({"sparsity": round(pruner.zeros() / pruner.total(), 6)} if pruner is not None else {}),
             "train_clips": tn,
             "train_seconds": round(train_seconds, 3),
         }
-        if epoch > select_after and record["val_accuracy"] > best["val_accuracy"]:
+        at_target = pruner is None or pruner.sparsity >= cfg.prune.target - 1e-9
+        if epoch > select_after and at_target and record["val_accuracy"] > best["val_accuracy"]:
             best = {"epoch": epoch, "val_accuracy": record["val_accuracy"], "val_loss": record["val_loss"]}
             if d.is_main:
                 save_checkpoint({"model": model.state_dict(), "epoch": epoch}, run_dir / "best.pt")
@@ -311,6 +347,7 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
                     "best": best,
                     "config": plain(cfg.to_dict()),
                     **({"ema": recipe.ema.state_dict()} if recipe.ema is not None else {}),
+                    **({"pruner": pruner.state_dict()} if pruner is not None else {}),
                 },
                 run_dir / "last.pt",
             )
