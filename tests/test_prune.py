@@ -97,3 +97,14 @@ def test_pruned_training_run_resumes_and_bad_targets(tiny_corpus, tmp_path, caps
     assert not (tmp_path / "c").exists()
     assert main(train_args(tiny_corpus, tmp_path / "d", cache, 3, ["prune.target=1.0"])) != 0
     assert "prune.target=1.0" in capsys.readouterr().err
+
+
+def test_cpresnet_recipe_fits_after_its_pruning():
+    from tinyasc.config import load_config
+
+    cfg = load_config("configs/recipe_cpresnet.yaml")
+    torch.manual_seed(0)
+    m = create_model(cfg.model.name)
+    assert model_size(m, "float16").bytes > 128_000
+    Pruner(m, cfg.prune.scope, tuple(cfg.prune.exclude)).update(cfg.prune.target)
+    assert model_size(m, "float16").nonzero_bytes <= 128_000

@@ -17,7 +17,7 @@ from tinyasc.models.cpresnet import Conv2dDamped, CPResNet
 from tinyasc.models.registry import InputShapeError
 from tinyasc.models.resnet import TridentResNet
 from tinyasc.models.zoo import SHIP_PRECISION
-from tinyasc.train.run import _check_train, learning_rate
+from tinyasc.train.run import _check_prune, _check_train, learning_rate
 
 MODELS = list_models()
 CONFIGS = {
@@ -227,4 +227,5 @@ def test_every_config_is_valid_and_matches_its_model(path):
     for key, value in {"n_mels": 40, "frames": 500, **info.frontend}.items():
         assert getattr(cfg.frontend, key) == value, (path, key)
     _check_train(cfg.train)
+    _check_prune(cfg)
     check_augment(cfg.augment, cfg.train)
