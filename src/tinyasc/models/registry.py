@@ -76,11 +76,21 @@ def get_model_info(name: str) -> ModelInfo:
 
 
 def create_model(name: str, n_classes: int = 10, **params) -> nn.Module:
+    """Build a registered model; ``binary=True`` (with optional ``binary_keep`` layer names and
+    ``binary_scale``) makes its conv and linear layers 1-bit (models/binary.py)."""
     info = get_model_info(name)
+    binary = params.pop("binary", False)
+    keep = params.pop("binary_keep", None)
+    scale = params.pop("binary_scale", "he")
     try:
-        return info.builder(n_classes=n_classes, **params)
+        model = info.builder(n_classes=n_classes, **params)
     except TypeError as e:
         raise ValueError(f"model {name!r}: bad model.params {params} ({e})") from None
+    if binary:
+        from tinyasc.models.binary import binarize
+
+        model.binary_layers = binarize(model, tuple(keep) if keep is not None else None, scale)
+    return model
 
 
 class InputShapeError(ValueError):
