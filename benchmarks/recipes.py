@@ -20,8 +20,8 @@ from pathlib import Path
 from tinyasc.config import load_config
 from tinyasc.distill.teachers import train_teachers
 from tinyasc.evaluate.run import evaluate_run
-from tinyasc.models import get_model_info
 from tinyasc.train.run import fit
+from zoo import common_overrides  # benchmarks/zoo.py: the same shared recipe
 
 DEVICE_ROBUST = ("dir", "device_translation", "mixstyle")
 RUNS = {
@@ -44,24 +44,6 @@ RUNS = {
         "train.kd_temperature=2",
     ],
 }
-
-
-def base_overrides(model: str, corpus: Path, out: Path, a) -> list[str]:
-    info = get_model_info(model)
-    return [
-        f"model.name={model}",
-        f"data.root={corpus}",
-        f"data.cache_dir={out / 'cache'}",
-        f"train.epochs={a.epochs}",
-        f"train.batch_size={a.batch_size}",
-        "train.optimizer=adam",
-        f"train.lr={a.lr}",
-        "train.schedule=cosine",
-        "train.warmup_epochs=1",
-        "train.select_after=0",
-        f"train.threads={a.threads}",
-        "quantize=float16",
-    ] + [f"frontend.{k}={v}" for k, v in info.frontend.items()]
 
 
 def summary(m: dict) -> dict:
@@ -96,7 +78,7 @@ def main() -> None:
         t = time.time()
         extra = ["augment.mixstyle_p=0.6", "augment.dir_p=0.6"]
         cfgs = [
-            load_config(None, [*base_overrides(a.teacher, a.corpus, a.out, a), *extra, f"train.seed={s}"])
+            load_config(None, [*common_overrides(a.teacher, a.corpus, a.out, a), *extra, f"train.seed={s}"])
             for s in range(a.teachers)
         ]
         rec = train_teachers(cfgs, teachers, progress=False)
@@ -111,7 +93,7 @@ def main() -> None:
         t = time.time()
         if not (run_dir / "metrics.json").exists():
             extra = [o.format(teachers=teachers) for o in RUNS[name]]
-            cfg = load_config(None, [*base_overrides(a.student, a.corpus, a.out, a), *extra])
+            cfg = load_config(None, [*common_overrides(a.student, a.corpus, a.out, a), *extra])
             fit(cfg, run_dir, resume=(run_dir / "last.pt").exists(), progress=False)
             evaluate_run(run_dir)
         rows[name] = summary(json.loads((run_dir / "metrics.json").read_text()))

@@ -43,10 +43,10 @@ DEFAULT_MODELS = (
 )
 
 
-def run_one(name: str, corpus: Path, out: Path, a) -> dict:
-    run_dir = out / "runs" / name
+def common_overrides(name: str, corpus: Path, out: Path, a) -> list[str]:
+    """The shared recipe of the benchmarks, on the frontend the model is registered with."""
     info = get_model_info(name)
-    overrides = [
+    return [
         f"model.name={name}",
         f"data.root={corpus}",
         f"data.cache_dir={out / 'cache'}",
@@ -60,8 +60,17 @@ def run_one(name: str, corpus: Path, out: Path, a) -> dict:
         f"train.threads={a.threads}",
         "quantize=float16",
     ] + [f"frontend.{k}={v}" for k, v in info.frontend.items()]
+
+
+def run_one(name: str, corpus: Path, out: Path, a) -> dict:
+    run_dir = out / "runs" / name
     if not (run_dir / "metrics.json").exists():
-        fit(load_config(None, overrides), run_dir, resume=(run_dir / "last.pt").exists(), progress=False)
+        fit(
+            load_config(None, common_overrides(name, corpus, out, a)),
+            run_dir,
+            resume=(run_dir / "last.pt").exists(),
+            progress=False,
+        )
         evaluate_run(run_dir)
     m = json.loads((run_dir / "metrics.json").read_text())
     epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

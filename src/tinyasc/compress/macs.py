@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from tinyasc.compress.size import example_input
+from tinyasc.compress.size import example_input, traced_pass
 
 
 @dataclass
@@ -59,12 +59,5 @@ def count_macs(model: nn.Module, x: torch.Tensor | None = None) -> MacReport:
     for name, m in model.named_modules():
         if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Linear):
             hooks.append(m.register_forward_hook(make(name)))
-    was_training = model.training
-    model.eval()
-    try:
-        model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    traced_pass(model, x, hooks)
     return MacReport(sum(layers.values()), layers)

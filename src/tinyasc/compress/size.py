@@ -171,6 +171,19 @@ def example_input(model: nn.Module, batch: int = 1) -> torch.Tensor:
         raise ValueError(f"{type(model).__name__}: no n_mels / frames attributes to build an input") from None
 
 
+def traced_pass(model: nn.Module, x: torch.Tensor, hooks: list) -> None:
+    """One eval-mode forward pass of ``x`` with ``hooks`` registered; removes them and restores the mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+
+
 @torch.no_grad()
 def batchnorm_pairs(model: nn.Module, x: torch.Tensor | None = None) -> dict[str, str]:
     """``{bn_name: layer_name}`` for every batch norm whose input is exactly the output of a conv/linear.
@@ -204,14 +217,7 @@ def batchnorm_pairs(model: nn.Module, x: torch.Tensor | None = None) -> dict[str
             hooks.append(m.register_forward_hook(on_layer(name)))
         elif isinstance(m, nn.modules.batchnorm._BatchNorm):
             hooks.append(m.register_forward_pre_hook(on_bn(name)))
-    was_training = model.training
-    model.eval()
-    try:
-        model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    traced_pass(model, x, hooks)
     return pairs
 
 
