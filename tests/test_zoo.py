@@ -229,3 +229,16 @@ def test_every_config_is_valid_and_matches_its_model(path):
     _check_train(cfg.train)
     _check_prune(cfg)
     check_augment(cfg.augment, cfg.train)
+
+
+@pytest.mark.parametrize("name", ["dcase2021_baseline", "resnet_c12", "mobilenetv2_s", "separable_cnn_s"])
+def test_models_trace_with_fx_and_keep_their_outputs(name):
+    """FX symbolic tracing (the route to graph-mode int8 quantisation) sees through the input check."""
+    model = create_model(name).eval()
+    traced = torch.fx.symbolic_trace(model)
+    info = get_model_info(name)
+    x = torch.randn(2, 1, info.n_mels, info.frames)
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x), model(x))
+    with pytest.raises(InputShapeError):
+        model(torch.randn(1, 1, 8, 8))  # outside tracing the check still holds

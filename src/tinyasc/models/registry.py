@@ -98,6 +98,10 @@ class InputShapeError(ValueError):
 
 
 def check_input(x, n_mels: int, frames: int, name: str) -> None:
+    from torch.fx._symbolic_trace import is_fx_symbolic_tracing
+
+    if is_fx_symbolic_tracing():  # a symbolic proxy has no shape to check (FX graph-mode quantisation)
+        return
     if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] != n_mels or x.shape[3] != frames:
         raise InputShapeError(
             f"{name}: input shape {tuple(x.shape)}; expected (batch, 1, {n_mels}, {frames}) log-mel "
