@@ -16,7 +16,6 @@ from tinyasc.models import create_model, get_model_info, list_models
 from tinyasc.models.cpresnet import Conv2dDamped, CPResNet
 from tinyasc.models.registry import InputShapeError
 from tinyasc.models.resnet import TridentResNet
-from tinyasc.models.zoo import SHIP_PRECISION
 from tinyasc.train.run import _check_prune, _check_train, learning_rate
 
 MODELS = list_models()
@@ -83,7 +82,7 @@ def test_every_family_has_a_budget_variant_a_teacher_and_a_config():
         families.setdefault(info.family, set()).add(info.role)
         if info.role == "budget":
             model = create_model(name)
-            assert model_size(model, SHIP_PRECISION[info.ships_as]).bytes <= LIMIT_BYTES, name
+            assert model_size(model, info.ships_as).bytes <= LIMIT_BYTES, name
     assert set(families) == set(CONFIGS)
     for family, roles in families.items():
         if family != "BaselineCNN":

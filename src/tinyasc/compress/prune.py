@@ -41,6 +41,15 @@ def prunable(model: nn.Module, exclude: tuple[str, ...] = ()) -> dict[str, nn.Pa
     return out
 
 
+def _keep_largest(mags: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """Boolean mask keeping all but the ``round(sparsity * n)`` smallest magnitudes (ranked, so that ties
+    prune exactly that many)."""
+    k = int(round(sparsity * mags.numel()))
+    keep = torch.ones(mags.numel(), dtype=torch.bool)
+    keep[torch.argsort(mags.float().cpu(), stable=True)[:k]] = False
+    return keep
+
+
 class Pruner:
     def __init__(self, model: nn.Module, scope: str = "global", exclude: tuple[str, ...] = ()):
         if scope not in ("global", "layer"):
@@ -65,22 +74,16 @@ class Pruner:
         self.sparsity = sparsity
         if self.scope == "global":
             mags = torch.cat([w.detach().abs().flatten() for w in self.weights.values()])
-            k = int(round(sparsity * mags.numel()))
-            # rank instead of a threshold, so that ties prune exactly k weights
-            order = torch.argsort(mags.float().cpu(), stable=True)
-            keep = torch.ones(mags.numel(), dtype=torch.bool)
-            keep[order[:k]] = False
+            keep = _keep_largest(mags, sparsity)
             start = 0
             for n, w in self.weights.items():
                 self.masks[n] = keep[start : start + w.numel()].reshape(w.shape).to(w.device)
                 start += w.numel()
         else:
             for n, w in self.weights.items():
-                k = int(round(sparsity * w.numel()))
-                order = torch.argsort(w.detach().abs().flatten().float().cpu(), stable=True)
-                keep = torch.ones(w.numel(), dtype=torch.bool)
-                keep[order[:k]] = False
-                self.masks[n] = keep.reshape(w.shape).to(w.device)
+                self.masks[n] = (
+                    _keep_largest(w.detach().abs().flatten(), sparsity).reshape(w.shape).to(w.device)
+                )
         self.apply()
 
     @torch.no_grad()

@@ -29,12 +29,17 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("TINYASC_CACHE", Path.home() / ".cache" / "tinyasc"))
 
 
-def cache_key(cfg: FrontendConfig, paths: list[Path]) -> str:
-    stats = []
+def file_stats(paths: list[Path]) -> list[tuple[str, int, int]]:
+    """(name, size, mtime) per file: what a cache key must change with."""
+    out = []
     for p in paths:
         st = p.stat()
-        stats.append((str(p), st.st_size, st.st_mtime_ns))
-    return config_hash({"v": CACHE_VERSION, "frontend": asdict(cfg), "files": stats})
+        out.append((str(p), st.st_size, st.st_mtime_ns))
+    return out
+
+
+def cache_key(cfg: FrontendConfig, paths: list[Path]) -> str:
+    return config_hash({"v": CACHE_VERSION, "frontend": asdict(cfg), "files": file_stats(paths)})
 
 
 _worker_frontend = None
@@ -71,21 +76,27 @@ def compute_features(
     progress: bool = False,
 ) -> None:
     """Fill ``out`` (N, n_mels, frames) with the log-mel features of ``paths``, in parallel workers."""
-    from tqdm import tqdm
-
-    chunks = [[str(p) for p in paths[i : i + chunk]] for i in range(0, len(paths), chunk)]
-    bar = tqdm(total=len(paths), desc="features", unit="clip", disable=not progress)
     if workers <= 1:
         _init_worker(cfg)
-        results = map(_features, chunks)
-        for i, feats in enumerate(results):
-            out[i * chunk : i * chunk + len(feats)] = feats
-            bar.update(len(feats))
+    jobs = [[str(p) for p in paths[i : i + chunk]] for i in range(0, len(paths), chunk)]
+    _fill_in_chunks(out, jobs, _features, chunk, workers, "features", progress, _init_worker, (cfg,))
+
+
+def _fill_in_chunks(out, jobs, fn, chunk, workers, desc, progress, initializer=None, initargs=()) -> None:
+    """``out[k * chunk : ...] = fn(jobs[k])`` for every job, in worker processes when ``workers > 1``."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(out), desc=desc, unit="clip", disable=not progress)
+    if workers <= 1:
+        results = map(fn, jobs)
+        for i, part in enumerate(results):
+            out[i * chunk : i * chunk + len(part)] = part
+            bar.update(len(part))
     else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(cfg,)) as pool:
-            for i, feats in enumerate(pool.map(_features, chunks)):
-                out[i * chunk : i * chunk + len(feats)] = feats
-                bar.update(len(feats))
+        with ProcessPoolExecutor(max_workers=workers, initializer=initializer, initargs=initargs) as pool:
+            for i, part in enumerate(pool.map(fn, jobs)):
+                out[i * chunk : i * chunk + len(part)] = part
+                bar.update(len(part))
     bar.close()
 
 
@@ -131,31 +142,16 @@ def cached_waveforms(
 ) -> np.ndarray:
     """Read-only memory map (N, n_samples) float16 of mono clips at ``sample_rate`` (the waveform path of
     training with waveform augmentation); same keying, atomic writes and sidecar as the feature cache."""
-    from tqdm import tqdm
-
     paths = [Path(p).resolve() for p in paths]
-    stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
     key = "wave-" + config_hash(
-        {"v": CACHE_VERSION, "rate": sample_rate, "samples": n_samples, "files": stats}
+        {"v": CACHE_VERSION, "rate": sample_rate, "samples": n_samples, "files": file_stats(paths)}
     )
+    jobs = [
+        ([str(p) for p in paths[i : i + chunk]], sample_rate, n_samples) for i in range(0, len(paths), chunk)
+    ]
 
     def fill(out: np.ndarray) -> None:
-        jobs = [
-            ([str(p) for p in paths[i : i + chunk]], sample_rate, n_samples)
-            for i in range(0, len(paths), chunk)
-        ]
-        bar = tqdm(total=len(paths), desc="waveforms", unit="clip", disable=not progress)
-        if workers <= 1:
-            results = map(_waveforms, jobs)
-            for i, w in enumerate(results):
-                out[i * chunk : i * chunk + len(w)] = w
-                bar.update(len(w))
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for i, w in enumerate(pool.map(_waveforms, jobs)):
-                    out[i * chunk : i * chunk + len(w)] = w
-                    bar.update(len(w))
-        bar.close()
+        _fill_in_chunks(out, jobs, _waveforms, chunk, workers, "waveforms", progress)
 
     meta = {"content": "mono waveforms", "sample_rate": sample_rate, "files": [str(p) for p in paths]}
     return _cached_array(key, (len(paths), n_samples), fill, meta, cache_dir)

@@ -23,15 +23,15 @@ from tinyasc.evaluate.predict import feature_logits, load_model
 from tinyasc.train.run import fit
 
 
-def teacher_logits(run_dir: Path, cfg: Config, progress: bool = False) -> tuple[list[str], tuple, np.ndarray]:
-    """(filenames, classes, logits) of one trained run on its training fold, float32 model."""
+def teacher_logits(run_dir: Path, cfg: Config, progress: bool = False) -> tuple[list, tuple, np.ndarray]:
+    """(training-fold clips, classes, logits) of one trained run, float32 model."""
     lm = load_model(run_dir / "model.pt")
     index = load_index(cfg.data)
     clips = training_clips(index, cfg.data)
     cached = cached_clips(index, cfg.data)  # the run's own cache entry: training fold, then evaluate
     paths = [index.path(c) for c in cached]
     feats = cached_features(lm.frontend, paths, cfg.data.cache_dir, cfg.data.workers, progress)
-    return [c.filename for c in clips], lm.classes, feature_logits(lm, feats, np.arange(len(clips)))
+    return clips, lm.classes, feature_logits(lm, feats, np.arange(len(clips)))
 
 
 def train_teachers(configs: list[Config], out: str | Path, progress: bool = True) -> dict:
@@ -41,14 +41,16 @@ def train_teachers(configs: list[Config], out: str | Path, progress: bool = True
     roots = {c.data.root for c in configs}
     if len(roots) != 1:
         raise ConfigError(f"teachers must share one dataset (data.root); got {sorted(roots)}")
-    members, all_logits, names, classes = [], [], None, None
+    members, all_logits, names, labels, classes = [], [], None, None, None
     for k, cfg in enumerate(configs):
         run_dir = out / f"teacher_{k}"
         if not (run_dir / "model.pt").exists():
             fit(cfg, run_dir, resume=(run_dir / "last.pt").exists(), progress=progress)
-        files, cls, logits = teacher_logits(run_dir, cfg, progress)
+        clips, cls, logits = teacher_logits(run_dir, cfg, progress)
+        files = [c.filename for c in clips]
         if names is None:
             names, classes = files, cls
+            labels = np.array([cls.index(c.scene) for c in clips])
         elif files != names or cls != classes:
             raise ConfigError(f"{run_dir}: its training fold or classes differ from teacher_0's")
         all_logits.append(logits)
@@ -64,7 +66,6 @@ def train_teachers(configs: list[Config], out: str | Path, progress: bool = True
             }
         )
     ensemble = np.mean(all_logits, axis=0)
-    labels = np.array([classes.index(s) for s in _scenes(configs[0], names)])
     record = {
         "format": "tinyasc-teachers-1",
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -76,9 +77,3 @@ def train_teachers(configs: list[Config], out: str | Path, progress: bool = True
     }
     save_logits(out, names, classes, ensemble, record)
     return record
-
-
-def _scenes(cfg: Config, filenames: list[str]) -> list[str]:
-    index = load_index(cfg.data)
-    by_name = {c.filename: c for c in training_clips(index, cfg.data)}
-    return [by_name[f].scene for f in filenames]

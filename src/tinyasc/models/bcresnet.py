@@ -28,8 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinyasc.models.layers import FRONTEND_256, register_variants
-from tinyasc.models.registry import check_input
+from tinyasc.models.layers import FRONTEND_256, ASCModel, register_variants
 
 
 class SubSpectralNorm(nn.Module):
@@ -94,7 +93,7 @@ class BCResBlock(nn.Module):
         return torch.relu(out)
 
 
-class BCResNetASC(nn.Module):
+class BCResNetASC(ASCModel):
     """log-mel (B, 1, n_mels, frames) -> logits (B, n_classes)."""
 
     LAYOUT = ("N", 1, 1, "N", "M", 1.5, 1.5, "N", "M", 2, 2, "N", 2.5, 2.5, 2.5, "N")
@@ -110,8 +109,7 @@ class BCResNetASC(nn.Module):
         n_mels: int = 256,
         frames: int = 431,
     ):
-        super().__init__()
-        self.n_mels, self.frames, self.name = n_mels, frames, f"bcresnet_asc c={width}"
+        super().__init__(n_mels, frames, f"bcresnet_asc c={width}")
         self.head = nn.Conv2d(1, 2 * width, 5, stride=2, padding=2, bias=False)
         layers: list[nn.Module] = []
         channels = 2 * width
@@ -128,7 +126,7 @@ class BCResNetASC(nn.Module):
         self.classifier = nn.Conv2d(channels, n_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.n_mels, self.frames, self.name)
+        self.check(x)
         return self.classifier(self.body(self.head(x))).mean(dim=(2, 3))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tinyasc.models.registry import check_input
+from tinyasc.models.registry import check_input, register_model
 
 # Frontends the variants are registered with (FrontendConfig overrides; see configs/). All at 44.1 kHz.
 # 256 mel bands, 2048-sample Hann window, hop 1024: 431 frames per 10 s (BC-ResNet-ASC).
@@ -59,8 +59,6 @@ def init_weights(model: nn.Module) -> None:
 
 def register_variants(family, variants: dict, frontend: dict, description: str) -> None:
     """Register ``{name: (params, ships_as, role)}`` builders of ``family(n_classes, **params)``."""
-    from tinyasc.models.registry import register_model
-
     for name, (params, ships_as, role) in variants.items():
 
         def builder(n_classes: int = 10, _p=params, **overrides) -> nn.Module:

@@ -14,36 +14,31 @@ def train_one_epoch(
     optimizer,
     batch_iter,
     device,
+    recipe: nn.Module,
     bar=None,
-    recipe: nn.Module | None = None,
     extras: dict[str, np.ndarray] | None = None,
     pruner=None,
 ) -> dict:
-    """One pass; ``recipe(model, x, y, **extras) -> (loss, logits)`` adds augmentation and the loss
-    (default: plain cross-entropy). ``extras`` (e.g. teacher logits) are per-clip arrays aligned with
-    the rows ``batch_iter`` walks; the recipe gets their rows of each batch as tensors."""
+    """One pass; ``recipe(model, x, y, **extras) -> (loss, logits)`` (train/recipe.py) applies the
+    augmentation and the loss, plain cross-entropy when none is configured. ``extras`` (e.g. teacher
+    logits) are per-clip arrays aligned with the rows ``batch_iter`` walks; the recipe gets their rows of
+    each batch as tensors."""
     model.train()
-    if recipe is not None:
-        recipe.train()
+    recipe.train()
     total, correct, loss_sum = 0, 0, 0.0
     for x, y, pos in batch_iter:
         x, y = x.to(device), y.to(device)
-        if recipe is None:
-            logits = model(norm(x))
-            loss = F.cross_entropy(logits, y)
-        else:
-            kw = {k: torch.from_numpy(v[pos]).to(device) for k, v in (extras or {}).items()}
-            if recipe.logmel is not None:  # a waveform batch (B, 1, samples): augment, then log-mel
-                with torch.no_grad():
-                    x = recipe.features(x[:, 0], kw.get("is_reference"))
-            loss, logits = recipe(model, norm(x), y, **kw)
+        kw = {k: torch.from_numpy(v[pos]).to(device) for k, v in (extras or {}).items()}
+        if recipe.logmel is not None:  # a waveform batch (B, 1, samples): augment, then log-mel
+            with torch.no_grad():
+                x = recipe.features(x[:, 0], kw.get("is_reference"))
+        loss, logits = recipe(model, norm(x), y, **kw)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if pruner is not None:
             pruner.apply()  # pruned weights stay exactly zero
-        if recipe is not None:
-            recipe.after_step(model)
+        recipe.after_step(model)
         n = len(y)
         total += n
         loss_sum += loss.item() * n

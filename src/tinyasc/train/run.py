@@ -296,8 +296,8 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
             optimizer,
             batches(source, source_rows[order], train_y[order], per_rank_batch),
             device,
-            bar,
             recipe,
+            bar,
             {k: v[order] for k, v in extras.items()},
             pruner,
         )
