@@ -141,12 +141,45 @@ def cmd_score(a) -> int:
     return 0
 
 
+def cmd_compress(a) -> int:
+    from tinyasc.compress.run import CompressOptions, compress_run
+
+    opts = CompressOptions(
+        target=a.target,
+        target_bytes=a.target_bytes,
+        scope=a.scope,
+        schedule=a.schedule,
+        ramp_epochs=a.ramp_epochs,
+        exclude=tuple(a.exclude),
+        epochs=a.epochs,
+        lr=a.lr,
+        calibration_clips=a.calibration_clips,
+        overrides=list(a.overrides),
+    )
+    rec = compress_run(
+        a.run, a.out, a.method, opts, resume=a.resume, evaluate=not a.no_evaluate, progress=not a.quiet
+    )
+    size = rec["size"]
+    line = f"{a.out}: {rec['storage']}, {size['nonzero_bytes']:,} bytes of non-zero parameters"
+    if rec.get("sparsity") is not None:
+        line += f" (sparsity {rec['sparsity']:.4f})"
+    if rec.get("source_size_bytes"):
+        line += f"; source shipped {rec['source_size_bytes']:,} bytes"
+    print(line)
+    ev = rec.get("evaluation")
+    if ev:
+        print(f"fold1_evaluate: accuracy {100 * ev['accuracy']:.1f}%, log loss {ev['logloss']:.3f}")
+    print(f"{'PASS' if size['fits'] else 'FAIL'}: limit {size['limit_bytes']:,} bytes")
+    return 0 if size["fits"] else 1
+
+
 def cmd_size(a) -> int:
     from tinyasc.compress.macs import count_macs
-    from tinyasc.compress.size import LIMIT_BYTES, model_size, state_size
+    from tinyasc.compress.ship import build_model, load_stored, size_report
+    from tinyasc.compress.size import LIMIT_BYTES, model_size
     from tinyasc.evaluate.predict import shipped_model_path
     from tinyasc.models import create_model, get_model_info
-    from tinyasc.train.checkpoint import load_checkpoint
+    from tinyasc.train.checkpoint import CheckpointError, load_checkpoint
 
     target = Path(a.target)
     if target.exists():
@@ -156,13 +189,19 @@ def cmd_size(a) -> int:
             else target
         )
         art = load_checkpoint(path)
-        model = create_model(art["model_name"], n_classes=len(art["classes"]), **art["model_params"])
-        if a.precision:
-            model.load_state_dict(art["state"])
+        if art.get("format") != "tinyasc-model-1":
+            raise CheckpointError(f"{path}: not a tinyasc model file (format {art.get('format')!r})")
+        model = build_model(art)
+        if a.precision:  # what the float model would store at another precision
+            if art["storage"] not in ("float32", "float16"):
+                raise CheckpointError(
+                    f"{path}: stored as {art['storage']}; --precision re-counts a float model "
+                    "(drop --precision to count what it stores)"
+                )
+            model = load_stored(art)
             report = model_size(model, a.precision)
         else:
-            bn = "kept-float32" if art["storage"] == "float16" else "kept"
-            report = state_size(art["state"], art["storage"], bn)
+            report = size_report(art)
     else:
         get_model_info(a.target)
         model = create_model(a.target)
@@ -350,6 +389,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_score)
+
+    s = sub.add_parser(
+        "compress",
+        help="compress a trained run (float16, int8 PTQ/QAT, pruning, 1-bit) into a new run directory",
+    )
+    s.add_argument("run", help="the trained source run (read only)")
+    s.add_argument(
+        "--method",
+        required=True,
+        help="float16 | float32 | int8-ptq | int8-qat | binary, optionally after prune: e.g. prune+int8-ptq",
+    )
+    s.add_argument("--out", required=True, help="the new run directory (must not exist)")
+    s.add_argument("--target", type=float, help="prune: sparsity of the conv/linear weights, e.g. 0.7")
+    s.add_argument("--target-bytes", type=int, help="prune: the sparsity that stores at most this many bytes")
+    s.add_argument("--scope", default="global", help="prune: global (one threshold) or layer")
+    s.add_argument("--schedule", default="linear", help="prune: ramp linear or exponential")
+    s.add_argument("--ramp-epochs", type=int, help="prune: epochs to reach the target (default half)")
+    s.add_argument("--exclude", action="append", default=[], help="prune: a layer name to keep dense")
+    s.add_argument("--epochs", type=int, help="fine-tune epochs for prune, int8-qat, binary (default 10)")
+    s.add_argument("--lr", type=float, help="fine-tune peak learning rate (default: the source's / 10)")
+    s.add_argument("--calibration-clips", type=int, help="int8-ptq: training clips to calibrate on")
+    s.add_argument("--set", dest="overrides", nargs="*", default=[], help="more key=value for the fine-tune")
+    s.add_argument("--resume", action="store_true", help="continue an interrupted fine-tune")
+    s.add_argument("--no-evaluate", action="store_true", help="skip the evaluation on fold1_evaluate")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_compress)
 
     s = sub.add_parser("size", help="DCASE 2021 size table of a run, a model file or a registered model")
     s.add_argument("target", help="run directory, model file, or model name (e.g. dcase2021_baseline)")

@@ -93,6 +93,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda"
     eval_batch_size: int = 64
     threads: int | None = None  # torch intra-op threads on CPU; None = torch's default
+    init_from: str | None = None  # a tinyasc model file (float32 or float16) to start from: fine-tuning
     sync_batchnorm: bool = True  # DDP on CUDA: batch-norm statistics over the global batch
 
 
@@ -142,7 +143,11 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
-    quantize: str = "float16"  # post-training storage of the shipped model: "float32" or "float16"
+    # storage of the shipped model: "float32", "float16" (post-training cast), "int8" (post-training static
+    # quantisation calibrated on training clips), "int8-qat" (quantisation-aware training, then int8) or
+    # "binary" (packed 1-bit weights of a model.params={binary: true} model); see compress/ship.py
+    quantize: str = "float16"
+    calibration_clips: int = 512  # training clips for the int8 activation ranges
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -214,10 +219,10 @@ def parse_overrides(overrides: list[str]) -> dict:
     return tree
 
 
-def _merge(base: dict, top: dict) -> dict:
+def merge_config(base: dict, top: dict) -> dict:
     out = dict(base)
     for k, v in top.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge_config(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -239,7 +244,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
         values = loaded
-    values = _merge(values, parse_overrides(overrides or []))
+    values = merge_config(values, parse_overrides(overrides or []))
     return config_from_dict(values)
 
 

@@ -144,18 +144,32 @@ def count_tensors(named: list[tuple[str, torch.Tensor]], precision: str, bn_mode
     for full, t in named:
         if full.endswith("num_batches_tracked"):
             continue
-        layer = full.rsplit(".", 1)[0] if "." in full else full
         if t.dtype not in BYTES_PER_DTYPE:
             raise ValueError(f"{full}: dtype {t.dtype} has no DCASE byte count")
         width = BYTES_PER_DTYPE[t.dtype]
-        nz = int(torch.count_nonzero(t.detach()).item())
+        key = full.split("::", 1)[0]  # "name::scales" etc.: parts of one stored quantised tensor
+        if "._packed_params" in key:  # a quantised Linear's (weight, bias)
+            layer = key.split("._packed_params", 1)[0]
+        else:  # top-level tensors of an int8 graph are the activations' scales and zero points
+            layer = key.rsplit(".", 1)[0] if "." in key else "(activation quantisation)"
         row = rows.setdefault(layer, LayerRow(layer, 0, 0, 0, 0))
-        row.params += t.numel()
-        row.nonzero += nz
-        row.bytes += t.numel() * width
-        row.nonzero_bytes += nz * width
-        if str(t.dtype) not in row.dtypes:
-            row.dtypes.append(str(t.dtype).replace("torch.", ""))
+        if full.endswith("::bits"):
+            # packed 1-bit weights: eight per byte, every byte counted (a zero byte is eight weights of
+            # -1, not pruned values)
+            row.params += 8 * t.numel()
+            row.nonzero += 8 * t.numel()
+            row.bytes += t.numel()
+            row.nonzero_bytes += t.numel()
+            dtype = "1-bit"
+        else:
+            nz = int(torch.count_nonzero(t.detach()).item())
+            row.params += t.numel()
+            row.nonzero += nz
+            row.bytes += t.numel() * width
+            row.nonzero_bytes += nz * width
+            dtype = str(t.dtype).replace("torch.", "")
+        if dtype not in row.dtypes:
+            row.dtypes.append(dtype)
     return SizeReport(list(rows.values()), precision, bn_mode)
 
 

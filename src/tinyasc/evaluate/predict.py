@@ -10,11 +10,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinyasc.compress.quantize import load_as_stored
+from tinyasc.compress.ship import load_stored
 from tinyasc.config import FrontendConfig
 from tinyasc.data.dataset import batches
 from tinyasc.frontend import Normalizer
-from tinyasc.models import create_model
 from tinyasc.train.checkpoint import CheckpointError, load_checkpoint
 from tinyasc.train.loop import predict_logits
 
@@ -39,7 +38,7 @@ def shipped_model_path(run_dir: str | Path) -> Path:
 
 
 def load_model(path: str | Path) -> LoadedModel:
-    """Load a tinyasc model file (``model.pt`` / ``model_float16.pt``) or a run directory's shipped model."""
+    """Load a tinyasc model file (any storage: ``compress/ship.py``) or a run directory's shipped model."""
     path = Path(path)
     if path.is_dir():
         path = shipped_model_path(path)
@@ -47,9 +46,10 @@ def load_model(path: str | Path) -> LoadedModel:
     if art.get("format") != "tinyasc-model-1":
         raise CheckpointError(f"{path}: not a tinyasc model file (format {art.get('format')!r})")
     classes = tuple(art["classes"])
-    model = create_model(art["model_name"], n_classes=len(classes), **art["model_params"])
-    load_as_stored(model, art["state"])
-    model.eval()
+    try:
+        model = load_stored(art)
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: cannot rebuild its {art.get('storage')} model ({e})") from None
     frontend = FrontendConfig(**art["frontend"])
     norm = Normalizer(frontend.n_mels)
     norm.mean.copy_(art["norm_mean"])

@@ -98,6 +98,10 @@ class TridentResNet(ASCModel):
                 f"Trident ResNet: bands {tuple(bands)} must be >= 4 bins each and sum to {n_mels}"
             )
         self.bands = tuple(bands)
+        edges = [0]
+        for b in self.bands:
+            edges.append(edges[-1] + b)
+        self.spans = tuple(zip(edges[:-1], edges[1:], strict=True))  # plain ints: traceable by FX
         branches, channels = [], 0
         for _ in self.bands:
             trunk, c = resnet_trunk(tuple(widths), tuple(blocks))
@@ -110,8 +114,10 @@ class TridentResNet(ASCModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check(x)
-        parts = torch.split(x, self.bands, dim=2)
-        feats = [branch(p).mean(dim=(2, 3)) for branch, p in zip(self.branches, parts, strict=True)]
+        feats = [
+            branch(x[:, :, lo:hi]).mean(dim=(2, 3))
+            for branch, (lo, hi) in zip(self.branches, self.spans, strict=True)
+        ]
         return self.fc(self.drop(torch.cat(feats, dim=1)))
 
 

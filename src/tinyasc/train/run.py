@@ -26,9 +26,18 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from tinyasc.augment.device import DeviceTranslation, learn_device_transfer
+from tinyasc.compress import int8
 from tinyasc.compress.prune import Pruner, target_sparsity
-from tinyasc.compress.quantize import quantize_float16
-from tinyasc.compress.size import model_size, state_size
+from tinyasc.compress.quantize import load_as_stored
+from tinyasc.compress.ship import (
+    FILE_NAMES,
+    ShipError,
+    check_precision,
+    size_report,
+    storage_of,
+    stored_state,
+)
+from tinyasc.compress.size import example_input
 from tinyasc.config import Config, ConfigError, config_from_dict, plain, save_config
 from tinyasc.data.cache import cached_waveforms
 from tinyasc.data.dataset import batches, prepare_splits
@@ -158,6 +167,12 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
     _check_train(cfg.train)
     _check_prune(cfg)
     check_augment(cfg.augment, cfg.train)
+    try:
+        check_precision(cfg.quantize, dict(cfg.model.params))
+    except ShipError as e:
+        raise ConfigError(str(e)) from None
+    if cfg.calibration_clips < 1:
+        raise ConfigError(f"calibration_clips={cfg.calibration_clips}: need at least one clip")
     if cfg.train.batch_size % d.world:
         raise ConfigError(
             f"train.batch_size={cfg.train.batch_size} (global) must divide by the {d.world} ranks"
@@ -200,6 +215,10 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
     norm = norm.to(device)
 
     model = create_model(cfg.model.name, n_classes=n_classes, **cfg.model.params)
+    if cfg.train.init_from:
+        init_weights_from(model, cfg)
+    if cfg.quantize == "int8-qat":  # fake quantisation from the first step (conv-BN folded in training)
+        model = int8.prepare(model, example_input(model), qat=True)
     start_epoch, best = 1, {"epoch": 0, "val_accuracy": -1.0}
     if state is not None:
         model.load_state_dict(state["model"])
@@ -381,26 +400,64 @@ def _fit(cfg: Config, run_dir: Path, resume: bool, progress: bool, d: Dist) -> d
         "norm_mean": norm.mean.cpu(),
         "norm_std": norm.std.cpu(),
         "best_epoch": best["epoch"],
-        "storage": "float32",
+        "storage": "qat" if cfg.quantize == "int8-qat" else "float32",
         "state": {k: v.cpu() for k, v in model.state_dict().items()},
     }
     save_checkpoint(artifact, run_dir / "model.pt")
-    summary["shipped"] = write_shipped_model(run_dir, artifact, model, cfg.quantize)
+    calibration = calibration_batches(splits.features, train_rows, norm.cpu(), cfg)
+    summary["shipped"] = write_shipped_model(run_dir, artifact, model, cfg.quantize, calibration)
     return summary
 
 
-def write_shipped_model(run_dir: Path, artifact: dict, model, precision: str) -> str:
-    """Store the model as it ships and write its size report; returns the file name."""
-    if precision == "float16":
-        stored = dict(artifact, storage="float16", state=quantize_float16(model))
-        name = "model_float16.pt"
-        save_checkpoint(stored, run_dir / name)
-        report = state_size(stored["state"], "float16", "kept-float32")
-    elif precision == "float32":
-        name = "model.pt"
-        report = model_size(model, "float32")
+def calibration_batches(features: np.ndarray, rows: np.ndarray, norm: nn.Module, cfg: Config):
+    """A callable giving normalised batches of ``cfg.calibration_clips`` training clips (a seeded draw)."""
+
+    def gen():
+        rng = np.random.default_rng(cfg.train.seed)
+        pick = np.sort(rng.permutation(rows)[: cfg.calibration_clips])
+        dummy = np.zeros(len(pick), dtype=np.int64)
+        with torch.no_grad():
+            for x, _, _ in batches(features, pick, dummy, cfg.train.eval_batch_size):
+                yield norm(x)
+
+    return gen
+
+
+def init_weights_from(model: nn.Module, cfg: Config) -> None:
+    """Start from the weights of ``train.init_from`` (a float32 or float16 tinyasc model file of the same
+    architecture; a 1-bit model may start from the float model it binarizes)."""
+    path = Path(cfg.train.init_from)
+    art = load_checkpoint(path)
+    if art.get("format") != "tinyasc-model-1":
+        raise ConfigError(f"train.init_from: {path} is not a tinyasc model file")
+    if art["storage"] not in ("float32", "float16"):
+        raise ConfigError(
+            f"train.init_from: {path} is stored as {art['storage']}; fine-tuning starts from a float32 or "
+            "float16 model (model.pt of a run)"
+        )
+
+    def arch(params: dict) -> dict:
+        return {k: v for k, v in params.items() if not k.startswith("binary")}
+
+    if art["model_name"] != cfg.model.name or arch(art["model_params"]) != arch(dict(cfg.model.params)):
+        raise ConfigError(
+            f"train.init_from: {path} holds {art['model_name']} {art['model_params']}; the config builds "
+            f"{cfg.model.name} {dict(cfg.model.params)}"
+        )
+    load_as_stored(model, art["state"])
+
+
+def write_shipped_model(run_dir: Path, artifact: dict, model, precision: str, calibration=None) -> str:
+    """Store the model as it ships (``compress/ship.py``) and write its size report; returns the file name."""
+    storage = storage_of(precision)
+    if storage == "float32" and artifact["storage"] == "float32":
+        stored = artifact  # model.pt is what ships
     else:
-        raise ConfigError(f"quantize: {precision!r}; expected 'float16' or 'float32'")
+        state, extra = stored_state(model, precision, calibration)
+        stored = dict(artifact, storage=storage, state=state, **extra)
+        save_checkpoint(stored, run_dir / FILE_NAMES[storage])
+    report = size_report(stored)
+    name = FILE_NAMES[storage]
     atomic_write_json(run_dir / "size.json", dict(report.to_dict(), model_file=name))
     atomic_write_text(run_dir / "size.txt", report.table() + "\n")
     return name
