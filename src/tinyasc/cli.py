@@ -173,6 +173,23 @@ def cmd_compress(a) -> int:
     return 0 if size["fits"] else 1
 
 
+def cmd_export(a) -> int:
+    from tinyasc.export import check_onnxruntime, export_onnx
+
+    check_onnxruntime()
+    precision = "int8" if a.int8 else "float16" if a.float16 else "float32"
+    suffix = {"float32": "", "float16": "_float16", "int8": "_int8"}[precision]
+    out = a.out or str(Path(a.run) / f"model{suffix}.onnx")
+    c = export_onnx(a.run, out, precision, a.check_clips, a.calibration_clips)
+    k = c["check"]
+    print(
+        f"{out}: {precision} ONNX, {c['bytes_on_disk']:,} bytes on disk; contract {out}.json\n"
+        f"onnxruntime vs {k['reference']} on {k['clips']} fold1_evaluate clips: max probability difference "
+        f"{k['max_abs_probability_difference']:.2e}, same decisions {100 * k['same_decisions']:.1f}%"
+    )
+    return 0
+
+
 def cmd_size(a) -> int:
     from tinyasc.compress.macs import count_macs
     from tinyasc.compress.ship import build_model, load_stored, size_report
@@ -415,6 +432,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-evaluate", action="store_true", help="skip the evaluation on fold1_evaluate")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_compress)
+
+    s = sub.add_parser(
+        "export", help="export a run to ONNX (log-mel in, probabilities out) with its contract"
+    )
+    s.add_argument("run", help="a trained run directory")
+    s.add_argument("--format", default="onnx", choices=["onnx"])
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--float16", action="store_true", help="float16 weights and arithmetic")
+    g.add_argument("--int8", action="store_true", help="onnxruntime static int8 (QDQ, per-channel)")
+    s.add_argument("-o", "--out", help="the .onnx file (default: RUN/model[_float16|_int8].onnx)")
+    s.add_argument("--check-clips", type=int, default=256, help="fold1_evaluate clips to check it on")
+    s.add_argument("--calibration-clips", type=int, default=256, help="--int8: training clips to calibrate")
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("size", help="DCASE 2021 size table of a run, a model file or a registered model")
     s.add_argument("target", help="run directory, model file, or model name (e.g. dcase2021_baseline)")

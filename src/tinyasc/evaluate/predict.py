@@ -42,6 +42,14 @@ def load_model(path: str | Path) -> LoadedModel:
     path = Path(path)
     if path.is_dir():
         path = shipped_model_path(path)
+    if path.suffix == ".onnx":  # an export: its contract's frontend; normalisation is inside the graph
+        from tinyasc.export import OnnxModel, OnnxNet, check_onnxruntime
+
+        check_onnxruntime()
+        onnx = OnnxModel(path)
+        return LoadedModel(
+            OnnxNet(onnx), nn.Identity(), onnx.frontend, onnx.classes, f"onnx-{onnx.meta['precision']}", path
+        )
     art = load_checkpoint(path)
     if art.get("format") != "tinyasc-model-1":
         raise CheckpointError(f"{path}: not a tinyasc model file (format {art.get('format')!r})")

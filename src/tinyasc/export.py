@@ -1,0 +1,324 @@
+"""``tinyasc export RUN --format onnx [--float16 | --int8]``: a deployable ONNX model and its contract.
+
+The ONNX graph takes the **log-mel features** of a clip and includes everything after them: the band
+normalisation of the training fold, the network, the calibration temperature of the run (1 when not
+calibrated) and the softmax. The frontend is not in the graph (an STFT of 441,000 samples is better done
+by the platform's DSP library); its exact definition is written beside the model as the feature
+contract ``MODEL.onnx.json``: frontend parameters, classes, input and output names and shapes, and the
+recipe in words. ``tinyasc predict MODEL.onnx ...`` runs the contract's frontend and onnxruntime on any
+audio.
+
+- ``float32``: the trained float weights (``model.pt``; a pruned run keeps its zeros).
+- ``float16``: weights and arithmetic in float16 (input and output stay float32).
+- ``int8``: onnxruntime's static quantisation of the float32 graph (QDQ format, per-channel int8
+  weights, uint8 activations calibrated with min-max on the run's training clips), run by
+  onnxruntime's int8 CPU kernels. Its quantisation is onnxruntime's, not the PyTorch int8 model's.
+
+Every export is checked before it is kept: onnxruntime runs the run's fold1_evaluate clips (real-length
+log-mel features) and its probabilities are compared with the PyTorch model of the same precision
+(float32: the float model; float16: the model in half precision; int8: the float model, since the two
+int8 implementations round differently). The largest absolute probability difference and the share of
+identical decisions are stored in the contract. The export fails unless every probability is within
+``TOLERANCE`` (float32 1e-4, float16 1e-2, int8 5e-2) and every clip whose decision is clear (top-2
+margin above twice the tolerance) gets the same decision.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from tinyasc.compress.ship import load_stored
+from tinyasc.config import ConfigError, FrontendConfig
+from tinyasc.frontend import Normalizer
+from tinyasc.io import atomic_write_bytes, atomic_write_json
+from tinyasc.train.checkpoint import CheckpointError, load_checkpoint
+
+PRECISIONS = ("float32", "float16", "int8")
+# Largest absolute difference of a class probability, onnxruntime against PyTorch, per precision.
+TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "int8": 5e-2}
+INPUT = "logmel"
+OUTPUTS = ("logits", "probabilities")
+
+
+class ExportError(ValueError):
+    pass
+
+
+class Deployable(nn.Module):
+    """log-mel (B, 1, n_mels, frames) -> (logits, probabilities): normalisation, network, temperature."""
+
+    def __init__(self, norm: nn.Module, net: nn.Module, temperature: float = 1.0, half: bool = False):
+        super().__init__()
+        self.norm, self.net, self.half_precision = norm, net, half
+        self.register_buffer("inv_temperature", torch.tensor(1.0 / temperature))
+
+    def forward(self, x: torch.Tensor):
+        z = self.norm(x)
+        if self.half_precision:
+            z = z.half()
+        logits = self.net(z).float()
+        return logits, torch.softmax(logits * self.inv_temperature, dim=1)
+
+
+def load_float_run(run: str | Path) -> tuple[dict, nn.Module, Normalizer]:
+    """The artifact, float model and normaliser of a run's (or a model file's) float weights."""
+    path = Path(run)
+    if path.is_dir():
+        path = path / "model.pt"
+    art = load_checkpoint(path)
+    if art.get("format") != "tinyasc-model-1":
+        raise CheckpointError(f"{path}: not a tinyasc model file")
+    if art["storage"] not in ("float32", "float16"):
+        raise ExportError(
+            f"{path}: stored as {art['storage']}; export starts from float weights (model.pt of a run); "
+            "use --int8 for an int8 ONNX model"
+        )
+    if art["model_params"].get("binary"):
+        raise ExportError(f"{path}: a 1-bit model; ONNX has no packed 1-bit weights (export its float run)")
+    model = load_stored(art)
+    fe = FrontendConfig(**art["frontend"])
+    norm = Normalizer(fe.n_mels)
+    norm.mean.copy_(art["norm_mean"])
+    norm.std.copy_(art["norm_std"])
+    return art, model, norm
+
+
+def _torch_export(module: nn.Module, example: torch.Tensor, path: Path) -> None:
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module,
+            (example,),
+            input_names=[INPUT],
+            output_names=list(OUTPUTS),
+            dynamic_shapes=({0: batch},),
+            dynamo=True,
+            verbose=False,
+        )
+    program.save(str(path))
+
+
+def _session(path: Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over raw log-mel batches."""
+
+    def __init__(self, batches: list[np.ndarray]):
+        self.items = iter([{INPUT: b} for b in batches])
+
+    def get_next(self):
+        return next(self.items, None)
+
+
+def quantize_onnx(float_path: Path, out_path: Path, calibration: list[np.ndarray]) -> None:
+    """Static QDQ int8 quantisation (per-channel weights, min-max calibration) of a float32 ONNX file."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=True)
+        quantize_static(
+            str(pre),
+            str(out_path),
+            _Reader(calibration),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+
+
+def _features(cfg, split: str, n: int, seed: int = 0) -> np.ndarray:
+    """Raw log-mel (n, 1, M, T) float32 of up to ``n`` clips of the run's training or evaluate split."""
+    from tinyasc.data.dataset import prepare_splits
+
+    splits = prepare_splits(cfg.data, cfg.frontend)
+    clips = splits.train if split == "train" else splits.evaluate
+    rows = splits.rows(clips)
+    if split == "train":
+        rows = np.sort(np.random.default_rng(seed).permutation(rows)[:n])
+    else:
+        rows = rows[:n]
+    if len(rows) == 0:
+        raise ExportError(f"{cfg.data.root}: no {split} clips to check or calibrate the export with")
+    return np.asarray(splits.features[np.sort(rows)], dtype=np.float32)[:, None]
+
+
+def compare(reference: np.ndarray, probs: np.ndarray, tolerance: float) -> dict:
+    """Largest probability difference, share of identical decisions overall, and among the clips whose
+    reference decision is clear (top-2 margin above twice the tolerance, so that no difference within
+    the tolerance could flip it)."""
+    top2 = np.sort(reference, axis=1)[:, -2:]
+    clear = (top2[:, 1] - top2[:, 0]) > 2 * tolerance
+    same = reference.argmax(1) == probs.argmax(1)
+    return {
+        "clips": len(probs),
+        "tolerance": tolerance,
+        "max_abs_probability_difference": float(np.abs(reference - probs).max()),
+        "same_decisions": float(same.mean()),
+        "clear_clips": int(clear.sum()),
+        "same_decisions_clear": float(same[clear].mean()) if clear.any() else 1.0,
+    }
+
+
+def export_onnx(
+    run: str | Path,
+    out: str | Path,
+    precision: str = "float32",
+    check_clips: int = 256,
+    calibration_clips: int = 256,
+) -> dict:
+    """Export ``run`` to ``out`` (.onnx) plus ``out.json``; returns the contract (with the check)."""
+    from tinyasc.evaluate.calibration import load_temperature
+    from tinyasc.train.run import load_run_config
+
+    if precision not in PRECISIONS:
+        raise ExportError(f"precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+    out = Path(out)
+    if out.suffix != ".onnx":
+        raise ExportError(f"{out}: the output file must end in .onnx")
+    run = Path(run)
+    if not run.is_dir():
+        raise ExportError(f"{run}: not a run directory")
+    cfg = load_run_config(run)
+    art, model, norm = load_float_run(run)
+    temperature = load_temperature(run)
+    fe = FrontendConfig(**art["frontend"])
+    half = precision == "float16"
+    net = model.half() if half else model
+    deploy = Deployable(norm, net, temperature, half=half).eval()
+    example = torch.zeros(2, 1, fe.n_mels, fe.frames)
+
+    test = _features(cfg, "evaluate", check_clips)
+    with torch.no_grad():
+        reference = np.concatenate(
+            [deploy(torch.from_numpy(test[i : i + 32]))[1].double().numpy() for i in range(0, len(test), 32)]
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        tmp = Path(tmp)
+        onnx_path = tmp / "model.onnx"
+        if precision == "int8":
+            _torch_export(Deployable(norm, model, temperature).eval(), example, tmp / "float.onnx")
+            calib = _features(cfg, "train", calibration_clips, cfg.train.seed)
+            quantize_onnx(
+                tmp / "float.onnx", onnx_path, [calib[i : i + 16] for i in range(0, len(calib), 16)]
+            )
+        else:
+            _torch_export(deploy, example, onnx_path)
+        session = _session(onnx_path)
+        probs = np.concatenate(
+            [session.run([OUTPUTS[1]], {INPUT: test[i : i + 32]})[0] for i in range(0, len(test), 32)]
+        ).astype(np.float64)
+        tol = TOLERANCE[precision]
+        check = compare(reference, probs, tol)
+        check["reference"] = "PyTorch float16" if half else "PyTorch float32"
+        if check["max_abs_probability_difference"] > tol or check["same_decisions_clear"] < 1:
+            raise ExportError(
+                f"onnxruntime disagrees with {check['reference']} on fold1_evaluate: max probability "
+                f"difference {check['max_abs_probability_difference']:.2e} (tolerance {tol}), same decisions on "
+                f"{100 * check['same_decisions_clear']:.1f}% of the {check['clear_clips']} clear clips"
+            )
+        data = onnx_path.read_bytes()
+    atomic_write_bytes(out, data)
+    contract = {
+        "format": "tinyasc-onnx-1",
+        "model": out.name,
+        "source_run": str(run.resolve()),
+        "model_name": art["model_name"],
+        "precision": precision,
+        "bytes_on_disk": len(data),
+        "classes": list(art["classes"]),
+        "frontend": asdict(fe),
+        "input": {"name": INPUT, "shape": ["batch", 1, fe.n_mels, fe.frames], "dtype": "float32"},
+        "outputs": {
+            OUTPUTS[0]: {"shape": ["batch", len(art["classes"])]},
+            OUTPUTS[1]: {"shape": ["batch", len(art["classes"])], "temperature": temperature},
+        },
+        "features": feature_contract(fe),
+        "check": check,
+    }
+    atomic_write_json(Path(str(out) + ".json"), contract)
+    return contract
+
+
+def feature_contract(fe: FrontendConfig) -> str:
+    centre = f"centred with {fe.pad_mode} padding" if fe.center else "not centred"
+    return (
+        f"mono audio at {fe.sample_rate} Hz, {fe.duration} s ({fe.clip_samples} samples; zero-padded or "
+        f"cropped); STFT with n_fft {fe.n_fft}, a periodic {fe.window} window of {fe.win_length} samples, "
+        f"hop {fe.hop_length}, {centre}; magnitude to the power {fe.power}; mel filterbank of {fe.n_mels} "
+        f"bands from {fe.fmin} to {fe.fmax or fe.sample_rate / 2} Hz (librosa.filters.mel with htk={fe.htk}, "
+        f"norm={fe.mel_norm!r}); natural log of (mel + {fe.log_eps!r}); the first {fe.frames} frames. "
+        "tinyasc.frontend.LogMel implements it; the band normalisation is inside the ONNX graph."
+    )
+
+
+class OnnxNet(nn.Module):
+    """An exported ONNX model behind the nn.Module interface ``tinyasc predict`` drives (raw log-mel in)."""
+
+    def __init__(self, onnx_model: OnnxModel):
+        super().__init__()
+        self.onnx = onnx_model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.onnx.logits(x)
+
+
+class OnnxModel:
+    """An exported model: the contract's frontend settings and an onnxruntime session."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        path = Path(path)
+        meta_path = Path(str(path) + ".json")
+        if not meta_path.exists():
+            raise ExportError(f"{path}: no feature contract {meta_path.name} beside it")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as e:
+            raise ExportError(f"{meta_path}: not valid JSON ({e})") from None
+        if meta.get("format") != "tinyasc-onnx-1":
+            raise ExportError(f"{meta_path}: not a tinyasc ONNX contract (format {meta.get('format')!r})")
+        self.path, self.meta = path, meta
+        self.classes = tuple(meta["classes"])
+        self.frontend = FrontendConfig(**meta["frontend"])
+        self.session = _session(path, threads)
+
+    def logits(self, logmel: torch.Tensor) -> torch.Tensor:
+        """(B, 1, n_mels, frames) raw log-mel -> (B, C) logits (before the temperature)."""
+        x = logmel.detach().cpu().numpy().astype(np.float32, copy=False)
+        return torch.from_numpy(self.session.run([OUTPUTS[0]], {INPUT: x})[0])
+
+    def probabilities(self, logmel: np.ndarray) -> np.ndarray:
+        """(B, n_mels, frames) or (B, 1, n_mels, frames) raw log-mel -> (B, C) probabilities."""
+        x = np.asarray(logmel, dtype=np.float32)
+        if x.ndim == 3:
+            x = x[:, None]
+        return self.session.run([OUTPUTS[1]], {INPUT: x})[0].astype(np.float64)
+
+
+def check_onnxruntime() -> None:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise ConfigError("ONNX export needs onnx and onnxruntime: pip install 'tinyasc[export]'") from None
