@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from tinyasc.compress.prune import prunable
-from tinyasc.compress.ship import load_stored
+from tinyasc.compress.ship import load_stored, storage_of
 from tinyasc.compress.size import model_size
 from tinyasc.config import (
     Config,
@@ -189,7 +189,7 @@ def compress_run(
     prune, step = parse_method(method)
     if step is None:  # prune alone ships as the source did
         step = {"int8": "int8-ptq"}.get(src_cfg.quantize, src_cfg.quantize)
-    storage = STORAGE_STEPS[step]
+    quantize = STORAGE_STEPS[step]  # the config's quantize value (int8-qat trains; its storage is int8)
     src_binary = bool(src_cfg.model.params.get("binary", False))
     if src_binary and step in ("int8-ptq", "int8-qat"):
         raise CompressError(f"{source}: a 1-bit model; {step} applies to float models")
@@ -213,14 +213,19 @@ def compress_run(
         )
 
     values = plain(src_cfg.to_dict())
-    values["quantize"] = storage
-    record: dict = {"source": str(source.resolve()), "method": method, "storage": storage, "trained": trains}
+    values["quantize"] = quantize
+    record: dict = {
+        "source": str(source.resolve()),
+        "method": method,
+        "storage": storage_of(quantize),
+        "trained": trains,
+    }
     if o.calibration_clips is not None:
         values["calibration_clips"] = o.calibration_clips
     model = load_stored(art)
     if prune:
         if o.target is None:
-            o.target = sparsity_for_bytes(model, storage, o.target_bytes, tuple(o.exclude))
+            o.target = sparsity_for_bytes(model, quantize, o.target_bytes, tuple(o.exclude))
         record["sparsity"] = o.target
         record["target_bytes"] = o.target_bytes
     if trains:

@@ -1,0 +1,279 @@
+"""tinyasc compress: every method on a small trained run, exact stored sizes, closeness, errors."""
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tinyasc.cli import main
+from tinyasc.compress import int8
+from tinyasc.compress.prune import Pruner
+from tinyasc.compress.run import CompressError, CompressOptions, compress_run, parse_method
+from tinyasc.compress.ship import load_stored, pack_binary, size_report, stored_state, unpack_binary
+from tinyasc.compress.size import BYTES_PER_DTYPE, example_input
+from tinyasc.evaluate.predict import load_model
+from tinyasc.models import create_model
+from tinyasc.train.checkpoint import load_checkpoint
+
+
+def _calibration(model, n=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, model.n_mels, model.frames, generator=g)
+    return lambda: iter([x[:4], x[4:]])
+
+
+def _roundtrip(obj):
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)  # plain tensors and containers only
+
+
+def _recount(state: dict) -> int:
+    """Non-zero bytes of a stored state by hand: packed bits in full, the rest non-zero x width."""
+    total = 0
+    for k, t in state.items():
+        if k.endswith("num_batches_tracked"):  # a PyTorch counter, not a parameter (compress/size.py)
+            continue
+        if k.endswith("::bits"):
+            total += t.numel()
+        else:
+            total += int((t != 0).sum()) * BYTES_PER_DTYPE[t.dtype]
+    return total
+
+
+@pytest.mark.parametrize(
+    "name", ["dcase2021_baseline", "bcresnet_asc_c20", "trident_resnet_c8", "cpresnet_c20"]
+)
+def test_int8_ptq_runs_real_int8_kernels_and_stores_exactly(name):
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    state, extra = stored_state(model, "int8", _calibration(model))
+    art = _roundtrip(
+        {
+            "model_name": name,
+            "model_params": {},
+            "classes": list("abcdefghij"),
+            "storage": "int8",
+            "state": state,
+            **extra,
+        }
+    )
+    q = load_stored(art)
+    x = _calibration(model, 4, seed=1)()
+    x = next(x)
+    direct = int8.convert(_calibrated(model))
+    torch.testing.assert_close(q(x), direct(x))  # the stored file rebuilds the same int8 graph exactly
+    assert any(t.is_quantized for t in q.state_dict().values() if isinstance(t, torch.Tensor))
+    kinds = {type(m).__module__ for m in q.modules()}
+    assert any(".quantized" in k for k in kinds)  # torch.ao quantised modules: int8 kernels, not a simulation
+    assert size_report(art).nonzero_bytes == _recount(art["state"])
+    assert {str(t.dtype) for t in state.values()} <= {
+        "torch.int8",
+        "torch.uint8",
+        "torch.float32",
+        "torch.int16",
+        "torch.int32",
+    }
+
+
+def _calibrated(model):
+    p = int8.prepare(model, example_input(model))
+    int8.calibrate(p, _calibration(model)())
+    return p
+
+
+def test_int8_stays_close_to_float_on_the_baseline():
+    torch.manual_seed(0)
+    model = create_model("dcase2021_baseline").eval()
+    q = int8.convert(_calibrated(model))
+    x = next(_calibration(model, 4)())
+    ref = model(x)
+    assert (q(x) - ref).abs().max() < 0.05 * ref.abs().max()
+
+
+def test_int8_size_hand_count_baseline():
+    torch.manual_seed(0)
+    model = create_model("dcase2021_baseline").eval()
+    state, _ = stored_state(model, "int8", _calibration(model))
+    rep = size_report({"storage": "int8", "state": state})
+    # per conv: int8 weights + float32 scale and uint8 zero point per output channel + float32 bias
+    #           + float32 output scale + uint8 output zero point
+    conv1 = 16 * 49 + 16 * 4 + 16 + 16 * 4 + 5  # 933
+    conv2 = 16 * 16 * 49 + 16 * 4 + 16 + 16 * 4 + 5  # 12,693
+    conv3 = 32 * 16 * 49 + 32 * 4 + 32 + 32 * 4 + 5  # 25,381
+    dense1 = 100 * 64 + 100 * 4 + 100 + 100 * 4 + 5  # 7,305
+    dense2 = 10 * 100 + 10 * 4 + 10 + 10 * 4 + 5  # 1,095
+    acts = 6 * 5  # the input and five requantisations (pools, flatten): float32 scale + uint8 zero point
+    assert rep.bytes == conv1 + conv2 + conv3 + dense1 + dense2 + acts == 47_437
+    by_layer = {r.name: r.bytes for r in rep.rows}
+    assert by_layer["conv1"] == conv1 and by_layer["dense1"] == dense1
+
+
+def test_binary_pack_hand_count_and_exact_unpack():
+    torch.manual_seed(0)
+    model = create_model("dcase2021_baseline", binary=True).eval()
+    state, extra = pack_binary(model)
+    rep = size_report({"storage": "binary", "state": state})
+    by_layer = {r.name: r.bytes for r in rep.rows}
+    # first and last layers kept at float16 (weights + bias), batch norm float32 (4 tensors)
+    assert by_layer["conv1"] == (784 + 16) * 2 and by_layer["dense2"] == (1000 + 10) * 2
+    assert by_layer["bn1"] == 4 * 16 * 4
+    # 1-bit layers: one bit per weight, a float32 scale, float16 bias
+    assert by_layer["conv2"] == 12_544 // 8 + 4 + 16 * 2
+    assert by_layer["conv3"] == 25_088 // 8 + 4 + 32 * 2
+    assert by_layer["dense1"] == 6_400 // 8 + 4 + 100 * 2
+    assert rep.bytes == 10_456 and rep.nonzero_bytes == _recount(state)
+    again = create_model("dcase2021_baseline", binary=True).eval()
+    again.load_state_dict(unpack_binary(_roundtrip(state), extra["binary"]))
+    x = next(_calibration(model, 2)())
+    # the forward pass sees the same signs and scales; only float16 rounding of kept layers differs
+    torch.testing.assert_close(again(x), model(x), atol=2e-2, rtol=1e-2)
+
+
+def test_parse_method_and_conflicts():
+    assert parse_method("prune+int8-ptq") == (True, "int8-ptq")
+    assert parse_method("float16") == (False, "float16")
+    assert parse_method("prune") == (True, None)
+    with pytest.raises(CompressError, match="both storage formats"):
+        parse_method("float16+int8-ptq")
+    with pytest.raises(CompressError, match="once and first"):
+        parse_method("int8-ptq+prune")
+    with pytest.raises(CompressError, match="unknown step 'int4'"):
+        parse_method("int4")
+
+
+def _digest(run: Path) -> dict:
+    return {p.name: hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(run.iterdir()) if p.is_file()}
+
+
+def _eval_probs(run: Path) -> dict:
+    lines = (run / "output.csv").read_text().splitlines()[1:]
+    return {ln.split("\t")[0]: [float(v) for v in ln.split("\t")[2:]] for ln in lines}
+
+
+@pytest.fixture(scope="module")
+def source(trained_run):
+    run, tmp = trained_run
+    assert main(["evaluate", str(run)]) == 0
+    return run, tmp / "compressed"
+
+
+def test_every_method_through_the_cli(source, capsys):
+    run, out = source
+    before = _digest(run)
+    ref = _eval_probs(run)
+    cases = {
+        "float16": [],
+        "int8-ptq": ["--calibration-clips", "16"],
+        "int8-qat": ["--epochs", "1"],
+        "prune+float16": ["--target", "0.5", "--epochs", "2", "--ramp-epochs", "1"],
+        "prune+int8-ptq": ["--target-bytes", "30000", "--epochs", "1"],
+        "binary": ["--epochs", "1"],
+    }
+    for method, extra in cases.items():
+        dst = out / method.replace("+", "_")
+        assert main(["compress", str(run), "--method", method, "--out", str(dst), "--quiet", *extra]) == 0, (
+            method
+        )
+        rec = json.loads((dst / "compress.json").read_text())
+        size = json.loads((dst / "size.json").read_text())
+        art = load_checkpoint(dst / size["model_file"])  # weights_only: no code from the file
+        assert size["nonzero_bytes"] == _recount(art["state"]) == rec["size"]["nonzero_bytes"], method
+        assert (dst / "metrics.json").exists() and (dst / "output.csv").exists()
+        assert not dst.with_name(dst.name + ".partial").exists()
+        lm = load_model(dst)
+        assert lm.storage == rec["storage"]
+        probs = _eval_probs(dst)
+        assert set(probs) == set(ref)
+        if method == "float16":  # the float16 cast of the same weights: the source's own shipped model
+            diff = max(abs(a - b) for k in ref for a, b in zip(ref[k], probs[k], strict=True))
+            assert diff < 1e-6
+        if method == "int8-ptq":
+            diff = max(abs(a - b) for k in ref for a, b in zip(ref[k], probs[k], strict=True))
+            assert diff < 0.05
+        capsys.readouterr()
+    assert _digest(run) == before  # the source run is untouched
+    pf = json.loads((out / "prune_float16" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert pf["sparsity"] == pytest.approx(0.5, abs=1e-4)
+    pi = json.loads((out / "prune_int8-ptq" / "compress.json").read_text())
+    assert pi["size"]["nonzero_bytes"] <= 30_000 and 0 < pi["sparsity"] < 1
+    b = load_model(out / "binary").model
+    w = b.conv2.weight.detach()
+    assert torch.allclose(w.abs(), w.abs().max())  # +-scale: the unpacked signs
+
+
+def test_size_cli_reads_every_storage(source, capsys):
+    run, out = source
+    for name in ("int8-ptq", "binary"):
+        dst = out / name
+        assert main(["size", str(dst), "--json"]) == 0
+        got = json.loads(capsys.readouterr().out)
+        assert got["nonzero_bytes"] == json.loads((dst / "size.json").read_text())["nonzero_bytes"]
+    assert main(["size", str(out / "int8-ptq" / "model_int8.pt"), "--precision", "float16"]) == 2
+    assert "re-counts a float model" in capsys.readouterr().err
+
+
+def test_bad_input_is_a_clear_error_and_writes_nothing(source, tmp_path, capsys):
+    run, _ = source
+    dst = tmp_path / "new"
+
+    def fails(args, message):
+        assert main(["compress", *args]) == 2
+        assert message in capsys.readouterr().err
+        assert not dst.exists() and not dst.with_name("new.partial").exists()
+
+    fails([str(tmp_path / "nope"), "--method", "float16", "--out", str(dst)], "not a finished tinyasc run")
+    fails([str(run), "--method", "float16+int8-ptq", "--out", str(dst)], "both storage formats")
+    fails([str(run), "--method", "prune+binary", "--target", "0.5", "--out", str(dst)], "never zero")
+    fails([str(run), "--method", "float16", "--target", "0.5", "--out", str(dst)], "need prune in --method")
+    fails([str(run), "--method", "float16", "--epochs", "3", "--out", str(dst)], "does not train")
+    fails([str(run), "--method", "prune", "--out", str(dst)], "exactly one of --target")
+    fails([str(run), "--method", "prune", "--target", "1.2", "--out", str(dst)], "must lie in (0, 1)")
+    fails(
+        [str(run), "--method", "prune+float16", "--target-bytes", "500", "--out", str(dst)],
+        "cannot be reached",
+    )
+    fails([str(run), "--method", "float16", "--out", str(run)], "exists already")
+
+
+def test_interrupted_fine_tune_resumes(source, tmp_path, monkeypatch):
+    run, _ = source
+    dst = tmp_path / "pruned"
+    opts = CompressOptions(target=0.4, epochs=2, ramp_epochs=1)
+    import tinyasc.evaluate.run as ev
+
+    def crash(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ev, "evaluate_run", crash)
+    with pytest.raises(KeyboardInterrupt):
+        compress_run(run, dst, "prune+float16", opts, progress=False)
+    assert not dst.exists() and (tmp_path / "pruned.partial" / "last.pt").exists()
+    with pytest.raises(CompressError, match="--resume"):
+        compress_run(run, dst, "prune+float16", opts, progress=False)
+    monkeypatch.undo()
+    rec = compress_run(run, dst, "prune+float16", opts, resume=True, progress=False)
+    assert rec["evaluation"]["accuracy"] >= 0 and dst.exists()
+    assert len((dst / "metrics.jsonl").read_text().splitlines()) == 2  # no epoch trained twice
+
+
+def test_pruned_int8_keeps_zeros_free():
+    torch.manual_seed(0)
+    model = create_model("dcase2021_baseline").eval()
+    p = Pruner(model, "global")
+    p.update(0.5)
+    state = stored_state(model, "int8", _calibration(model))[0]
+    weights = {k: t for k, t in state.items() if t.dtype == torch.int8}  # the quantised weights
+    assert sum(t.numel() for t in weights.values()) == 784 + 12_544 + 25_088 + 6_400 + 1_000
+    # every pruned weight is an int8 zero (symmetric quantisation: zero point 0), and zeros are free
+    nonzero = sum(int((t != 0).sum()) for t in weights.values())
+    assert nonzero <= p.total() - p.zeros()
+    rows = {r.name: r for r in size_report({"storage": "int8", "state": state}).rows}
+    nz = {k: int((state[k] != 0).sum()) for k in ("conv3.weight", "conv3.bias", "conv3.zero_point")}
+    # int8 weights at 1 B, 32 float32 channel scales, float32 biases, float32 output scale, uint8 zero point
+    expected = nz["conv3.weight"] + 32 * 4 + 4 * nz["conv3.bias"] + 4 + nz["conv3.zero_point"]
+    assert rows["conv3"].nonzero_bytes == expected

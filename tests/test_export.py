@@ -1,0 +1,88 @@
+"""tinyasc export --format onnx: onnxruntime agrees with PyTorch, int8 is real int8, predict runs it."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from tinyasc.cli import main
+from tinyasc.evaluate.predict import load_model
+from tinyasc.export import INPUT, ExportError, OnnxModel, export_onnx
+
+
+def _features(run, n=24):
+    from tinyasc.data.dataset import prepare_splits
+    from tinyasc.train.run import load_run_config
+
+    cfg = load_run_config(run)
+    splits = prepare_splits(cfg.data, cfg.frontend)
+    rows = np.sort(splits.rows(splits.evaluate)[:n])
+    return np.asarray(splits.features[rows], dtype=np.float32)
+
+
+def test_float32_export_agrees_with_pytorch(trained_run, tmp_path, capsys):
+    run, _ = trained_run
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(run), "-o", str(out)]) == 0
+    assert "same decisions" in capsys.readouterr().out
+    contract = json.loads((tmp_path / "m.onnx.json").read_text())
+    assert contract["input"]["shape"] == ["batch", 1, 40, 500] and contract["input"]["name"] == INPUT
+    assert contract["check"]["max_abs_probability_difference"] <= 1e-4
+    assert "Hz" in contract["features"] and contract["classes"][0] == "airport"
+    # independently: onnxruntime on real-length clips against the float PyTorch model
+    feats = _features(run)
+    got = OnnxModel(out).probabilities(feats)
+    ref = load_model(run / "model.pt")
+    with torch.no_grad():
+        want = torch.softmax(ref.model(ref.norm(torch.from_numpy(feats)[:, None])).double(), 1).numpy()
+    assert np.abs(got - want).max() < 1e-4
+    margin = np.diff(np.sort(want, 1)[:, -2:], axis=1)[:, 0]
+    clear = margin > 2e-4
+    assert (got.argmax(1) == want.argmax(1))[clear].all()
+    assert got.shape == (len(feats), 10)
+
+
+def test_int8_and_float16_exports_are_what_they_say(trained_run, tmp_path):
+    run, _ = trained_run
+    c8 = export_onnx(run, tmp_path / "q.onnx", "int8", check_clips=32, calibration_clips=16)
+    graph = onnx.load(str(tmp_path / "q.onnx")).graph
+    ops = {n.op_type for n in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    int8_weights = [i for i in graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert sum(int(np.prod(i.dims)) for i in int8_weights) >= 784 + 12_544 + 25_088 + 6_400 + 1_000
+    assert c8["check"]["max_abs_probability_difference"] <= 5e-2
+    c16 = export_onnx(run, tmp_path / "h.onnx", "float16", check_clips=32)
+    f16 = [
+        i
+        for i in onnx.load(str(tmp_path / "h.onnx")).graph.initializer
+        if i.data_type == onnx.TensorProto.FLOAT16
+    ]
+    assert sum(int(np.prod(i.dims)) for i in f16) >= 45_000
+    assert c16["check"]["max_abs_probability_difference"] <= 1e-2
+    assert c16["bytes_on_disk"] < c8["bytes_on_disk"] * 2
+
+
+def test_predict_runs_an_onnx_file_like_the_run(trained_run, tiny_corpus, tmp_path):
+    run, _ = trained_run
+    out = tmp_path / "m.onnx"
+    export_onnx(run, out, "float32", check_clips=16)
+    wavs = sorted((tiny_corpus / "audio").glob("*.wav"))[:3]
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    assert main(["predict", str(out), *map(str, wavs), "-o", str(a), "--workers", "1"]) == 0
+    assert main(["predict", str(run / "model.pt"), *map(str, wavs), "-o", str(b), "--workers", "1"]) == 0
+    pa = np.array([[float(v) for v in ln.split("\t")[2:12]] for ln in a.read_text().splitlines()[1:]])
+    pb = np.array([[float(v) for v in ln.split("\t")[2:12]] for ln in b.read_text().splitlines()[1:]])
+    assert np.abs(pa - pb).max() < 1e-4
+
+
+def test_export_errors(trained_run, tmp_path, capsys):
+    run, _ = trained_run
+    with pytest.raises(ExportError, match="must end in .onnx"):
+        export_onnx(run, tmp_path / "m.bin")
+    assert main(["export", str(tmp_path / "missing")]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+    (tmp_path / "lonely.onnx").write_bytes(b"")
+    with pytest.raises(ExportError, match="no feature contract"):
+        OnnxModel(tmp_path / "lonely.onnx")
