@@ -108,18 +108,21 @@ def pack_binary(model: nn.Module) -> tuple[dict, dict]:
         raise ShipError(
             "binary storage: the model has no 1-bit layers (train with model.params={binary: true})"
         )
-    base = dict(storage_tensors(model, "float16"))  # kept layers float16, batch norm float32
+    binary = set(layers)
+    state: dict[str, torch.Tensor] = {}
     shapes = {}
-    for name in layers:
-        m = model.get_submodule(name)
+    for key, t in storage_tensors(model, "float16"):  # kept layers float16, batch norm float32
+        layer, _, attr = key.rpartition(".")
+        if layer not in binary or attr != "weight":
+            state[key] = t
+            continue
+        m = model.get_submodule(layer)
         w = m.weight.detach().cpu()
-        del base[f"{name}.weight"]
         bits = np.packbits((w >= 0).numpy().reshape(-1), bitorder="little")
-        base[f"{name}.weight::bits"] = torch.from_numpy(bits)
-        scale = binary_weight(w, m.scale_mode).abs().reshape(-1)[0]
-        base[f"{name}.weight::scale"] = scale.float().reshape(1)
-        shapes[name] = list(w.shape)
-    return base, {"binary": {"layers": layers, "shapes": shapes}}
+        state[f"{key}::bits"] = torch.from_numpy(bits)
+        state[f"{key}::scale"] = binary_weight(w, m.scale_mode).abs().reshape(-1)[:1].float()
+        shapes[layer] = list(w.shape)
+    return state, {"binary": {"layers": layers, "shapes": shapes}}
 
 
 def unpack_binary(state: dict, info: dict) -> dict[str, torch.Tensor]:
@@ -156,6 +159,22 @@ def load_stored(art: dict) -> nn.Module:
 
 
 def size_report(art: dict) -> SizeReport:
-    """The DCASE 2021 report of what the artifact stores."""
+    """The DCASE 2021 report of what the artifact stores, saying which layers are kept wider."""
     storage = art["storage"]
-    return count_tensors(list(art["state"].items()), storage, BN_MODES.get(storage, "kept"))
+    report = count_tensors(list(art["state"].items()), storage, BN_MODES.get(storage, "kept"))
+    if storage == "binary":
+        binary = set(art.get("binary", {}).get("layers", []))
+        wide = [
+            f"{k.rsplit('.', 1)[0]} ({str(t.dtype).replace('torch.', '')})"
+            for k, t in art["state"].items()
+            if k.endswith(".weight") and t.dim() > 1 and k.rsplit(".", 1)[0] not in binary
+        ]
+        report.notes.append(
+            f"1-bit weights (packed): {len(binary)} layers; kept wider: {', '.join(wide) or 'none'}"
+        )
+    elif storage == "int8":
+        wide = [
+            r.name for r in report.rows if "int8" not in r.dtypes and r.name != "(activation quantisation)"
+        ]
+        report.notes.append(f"int8 weights; left float32 (not quantisable here): {', '.join(wide) or 'none'}")
+    return report

@@ -66,6 +66,7 @@ class SizeReport:
     precision: str
     bn_mode: str
     limit: int = LIMIT_BYTES
+    notes: list[str] = field(default_factory=list)  # e.g. which layers a 1-bit or int8 model kept wider
 
     @property
     def params(self) -> int:
@@ -99,6 +100,7 @@ class SizeReport:
             "limit_bytes": self.limit,
             "fits": self.fits,
             "layers": [asdict(r) for r in self.rows],
+            "notes": list(self.notes),
         }
 
     def table(self) -> str:
@@ -124,6 +126,7 @@ class SizeReport:
         verdict = "PASS" if self.fits else "FAIL"
         out.append("")
         out.append(f"precision {self.precision}; batch norm {self.bn_mode}")
+        out += self.notes
         out.append(
             f"{verdict}: {self.nonzero_bytes:,} bytes of non-zero parameters "
             f"({'<=' if self.fits else '>'} limit {self.limit:,} bytes)"
