@@ -277,3 +277,21 @@ def test_pruned_int8_keeps_zeros_free():
     # int8 weights at 1 B, 32 float32 channel scales, float32 biases, float32 output scale, uint8 zero point
     expected = nz["conv3.weight"] + 32 * 4 + 4 * nz["conv3.bias"] + 4 + nz["conv3.zero_point"]
     assert rows["conv3"].nonzero_bytes == expected
+
+
+def test_training_config_ships_int8_directly(tiny_corpus, tmp_path):
+    from tests.conftest import train_args
+
+    run = tmp_path / "run"
+    assert (
+        main(train_args(tiny_corpus, run, tmp_path / "cache", 1, ["quantize=int8", "calibration_clips=8"]))
+        == 0
+    )
+    size = json.loads((run / "size.json").read_text())
+    art = load_checkpoint(run / "model_int8.pt")
+    train_clips = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["train_clips"]
+    assert size["model_file"] == "model_int8.pt" and art["int8"]["calibration_clips"] == min(8, train_clips)
+    assert size["nonzero_bytes"] == _recount(art["state"])
+    assert main(["evaluate", str(run)]) == 0
+    bad = train_args(tiny_corpus, tmp_path / "bad", tmp_path / "cache", 1, ["quantize=binary"])
+    assert main(bad) == 2  # a float model cannot ship 1-bit: the config says what to set
