@@ -7,7 +7,12 @@ on fold1_evaluate. The teachers for KD are an ensemble (default three seeds of t
 trained with Freq-MixStyle and device impulse responses; ``--teacher`` picks a larger one where the
 budget allows), made once through the code path of ``tinyasc teachers``. Prints accuracy, log loss, device A and unseen S4-S6 accuracy and the unseen-device gap.
 
-Usage: python benchmarks/recipes.py --out /tmp/recipes --corpus CORPUS [--epochs 15] [--runs a,b]
+With ``--seeds N`` every run is repeated with training seeds 0..N-1 (the teachers too) (sharing one
+teacher ensemble) and the table gives the mean over seeds with the standard error of that mean, and each option's change of the gap
+and the log loss against ``none`` paired by seed (the same seed gives the same initialisation and
+batch order, so the pairing removes most of the seed-to-seed spread).
+
+Usage: python benchmarks/recipes.py --out /tmp/recipes --corpus CORPUS [--epochs 15] [--seeds 1] [--runs a,b]
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import argparse
 import json
 import time
 from pathlib import Path
+
+import numpy as np
 
 from tinyasc.config import load_config
 from tinyasc.distill.teachers import train_teachers
@@ -70,6 +77,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", default=",".join(RUNS))
+    ap.add_argument(
+        "--seeds", type=int, default=1, help="repeat every run with seeds 0..N-1 (one teacher ensemble)"
+    )
     a = ap.parse_args()
 
     names = [r.strip() for r in a.runs.split(",")]
@@ -87,43 +97,63 @@ def main() -> None:
             f"training-fold accuracy {rec['training_fold_accuracy']:.3f}",
             flush=True,
         )
-    rows = {}
+    per_seed: dict[str, list[dict]] = {}
     for name in names:
-        run_dir = a.out / "runs" / name
         t = time.time()
-        if not (run_dir / "metrics.json").exists():
-            extra = [o.format(teachers=teachers) for o in RUNS[name]]
-            cfg = load_config(None, [*common_overrides(a.student, a.corpus, a.out, a), *extra])
-            fit(cfg, run_dir, resume=(run_dir / "last.pt").exists(), progress=False)
-            evaluate_run(run_dir)
-        rows[name] = summary(json.loads((run_dir / "metrics.json").read_text()))
+        for seed in range(a.seeds):
+            run_dir = a.out / "runs" / (name if seed == 0 else f"{name}_seed{seed}")
+            if not (run_dir / "metrics.json").exists():
+                extra = [o.format(teachers=teachers) for o in RUNS[name]]
+                over = [*common_overrides(a.student, a.corpus, a.out, a), *extra, f"train.seed={seed}"]
+                fit(load_config(None, over), run_dir, resume=(run_dir / "last.pt").exists(), progress=False)
+                evaluate_run(run_dir)
+            per_seed.setdefault(name, []).append(summary(json.loads((run_dir / "metrics.json").read_text())))
         print(f"{name}: done in {time.time() - t:.0f} s", flush=True)
-        (a.out / "recipes.json").write_text(json.dumps(rows, indent=2))
+        (a.out / "recipes.json").write_text(json.dumps(per_seed, indent=2))
 
     print()
     print(
-        f"student {a.student}; {a.epochs} epochs, Adam lr {a.lr} cosine, batch {a.batch_size}; float16 as shipped"
+        f"student {a.student}; {a.epochs} epochs, Adam lr {a.lr} cosine, batch {a.batch_size}; float16 as shipped; "
+        f"{a.seeds} seed(s): mean +- standard error over seeds"
     )
     print()
     print("| run | accuracy | log loss | A | S4-S6 (unseen) | gap A - unseen |")
     print("|---|---|---|---|---|---|")
-    for name, r in rows.items():
+    for name, runs in per_seed.items():
+        cells = [mean_se([r[k] * scale for r in runs], digits, unit) for k, scale, digits, unit in KEYS]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    if "none" not in per_seed:
+        return
+    base = per_seed["none"]
+    print()
+    for name in (*DEVICE_ROBUST, "kd", "full"):
+        if name not in per_seed:
+            continue
+        gap = [100 * (b["gap"] - r["gap"]) for b, r in zip(base, per_seed[name], strict=True)]
+        ll = [b["logloss"] - r["logloss"] for b, r in zip(base, per_seed[name], strict=True)]
         print(
-            f"| {name} | {100 * r['accuracy']:.1f}% | {r['logloss']:.3f} | {100 * r['device_a']:.1f}% | "
-            f"{100 * r['unseen']:.1f}% | {100 * r['gap']:.1f} |"
+            f"{name}: unseen-device gap {'narrowed' if np.mean(gap) > 0 else 'NOT narrowed'} by "
+            f"{mean_se(gap, 1)} points; log loss {'improved' if np.mean(ll) > 0 else 'NOT improved'} by "
+            f"{mean_se(ll, 3)} (paired by seed)"
         )
-    if "none" in rows:
-        base = rows["none"]
-        print()
-        for name in DEVICE_ROBUST:
-            if name in rows:
-                d = 100 * (base["gap"] - rows[name]["gap"])
-                print(
-                    f"{name}: unseen-device gap {'narrowed' if d > 0 else 'NOT narrowed'} by {d:.1f} points"
-                )
-        if "kd" in rows:
-            d = base["logloss"] - rows["kd"]["logloss"]
-            print(f"kd: log loss {'improved' if d > 0 else 'NOT improved'} by {d:.3f}")
+
+
+KEYS = (  # key, scale, digits, unit
+    ("accuracy", 100, 1, "%"),
+    ("logloss", 1, 3, ""),
+    ("device_a", 100, 1, "%"),
+    ("unseen", 100, 1, "%"),
+    ("gap", 100, 1, ""),
+)
+
+
+def mean_se(values: list[float], digits: int, unit: str = "") -> str:
+    """The mean, and with several values the standard error of the mean."""
+    v = np.asarray(values, dtype=float)
+    if len(v) == 1:
+        return f"{v[0]:.{digits}f}{unit}"
+    se = v.std(ddof=1) / np.sqrt(len(v))
+    return f"{v.mean():.{digits}f}{unit} +- {se:.{digits}f}"
 
 
 if __name__ == "__main__":

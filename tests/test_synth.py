@@ -129,3 +129,16 @@ def test_synth_cli(tmp_path, capsys):
     assert main(["synth", str(tmp_path / "f"), "--fraction", "0.005", "--duration", "0.2", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "100 train + 90 evaluate" in out  # 0.5% of each (split, scene, device), at least one file
+
+
+def test_evaluate_fraction_keeps_the_a_dominated_training_part_and_a_large_test_split():
+    spec = SynthSpec(per_class_device=None, fraction=0.02, evaluate_fraction=1.0, seed=0)
+    chosen = select_files(spec)
+    train = [c for c in chosen if c.split == "train"]
+    evaluate = [c for c in chosen if c.split == "evaluate"]
+    assert len(evaluate) == 2968  # the whole real evaluate split
+    share_a = sum(c.device == "a" for c in train) / len(train)
+    assert 0.6 < share_a < 0.8  # the real training part is 73% device A; the fraction keeps that
+    assert select_files(SynthSpec(per_class_device=None, fraction=0.02, seed=0)) != chosen
+    with pytest.raises(ValueError, match="evaluate_fraction"):
+        SynthSpec(per_class_device=None, fraction=0.1, evaluate_fraction=0)

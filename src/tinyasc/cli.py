@@ -56,9 +56,20 @@ def cmd_synth(a) -> int:
         )
         return 0
     if a.fraction is not None:
-        spec = SynthSpec(per_class_device=None, fraction=a.fraction, duration=a.duration, seed=a.seed)
+        spec = SynthSpec(
+            per_class_device=None,
+            fraction=a.fraction,
+            duration=a.duration,
+            seed=a.seed,
+            evaluate_fraction=a.evaluate_fraction,
+        )
     else:
-        spec = SynthSpec(per_class_device=a.per_class_device or 20, duration=a.duration, seed=a.seed)
+        spec = SynthSpec(
+            per_class_device=a.per_class_device or 20,
+            duration=a.duration,
+            seed=a.seed,
+            evaluate_fraction=a.evaluate_fraction,
+        )
     res = write_corpus(a.out, spec, workers=a.workers, progress=not a.quiet)
     print(
         f"{a.out}: {res['train']} train + {res['evaluate']} evaluate files from {res['segments']} segments "
@@ -360,6 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--fraction", type=float, default=None, help="fraction of the real split per (split, scene, device)"
+    )
+    s.add_argument(
+        "--evaluate-fraction",
+        type=float,
+        default=None,
+        help="fraction of the real evaluate split (default: as the training part), e.g. 1.0 for all 2,968",
     )
     s.add_argument("--duration", type=float, default=10.0, help="seconds per clip (default 10)")
     s.add_argument("--seed", type=int, default=0)

@@ -42,6 +42,7 @@ class SynthSpec:
     fraction: float | None = None
     duration: float = 10.0
     seed: int = 0
+    evaluate_fraction: float | None = None  # fraction of the evaluate split (default: as the train split)
 
     def __post_init__(self):
         if (self.per_class_device is None) == (self.fraction is None):
@@ -52,6 +53,8 @@ class SynthSpec:
             raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
         if self.duration <= 0:
             raise ValueError(f"duration must be > 0 seconds, got {self.duration}")
+        if self.evaluate_fraction is not None and not 0 < self.evaluate_fraction <= 1:
+            raise ValueError(f"evaluate_fraction must be in (0, 1], got {self.evaluate_fraction}")
 
 
 def real_split() -> dict[str, list[Clip]]:
@@ -77,7 +80,7 @@ def select_files(spec: SynthSpec) -> list[Clip]:
     """
     rng = random.Random(spec.seed)
     chosen: list[Clip] = []
-    for _, clips in real_split().items():
+    for split, clips in real_split().items():
         by_scene: dict[str, list[Clip]] = defaultdict(list)
         for c in clips:
             by_scene[c.scene].append(c)
@@ -87,7 +90,7 @@ def select_files(spec: SynthSpec) -> list[Clip]:
             for c in by_scene[scene]:
                 segments[f"{c.city}-{c.location}-{c.segment}"].append(c)
                 per_device[c.device] += 1
-            quota = {d: _quota(spec, n) for d, n in per_device.items()}
+            quota = {d: _quota(spec, n, split) for d, n in per_device.items()}
             keys = sorted(segments)
             rng.shuffle(keys)
             keys.sort(key=lambda k: -len(segments[k]))
@@ -101,7 +104,9 @@ def select_files(spec: SynthSpec) -> list[Clip]:
     return chosen
 
 
-def _quota(spec: SynthSpec, available: int) -> int:
+def _quota(spec: SynthSpec, available: int, split: str = "train") -> int:
+    if split == "evaluate" and spec.evaluate_fraction is not None:
+        return max(1, round(spec.evaluate_fraction * available))
     if spec.per_class_device is not None:
         return min(spec.per_class_device, available)
     return max(1, round(spec.fraction * available))
@@ -163,7 +168,8 @@ def _prepare(out: Path, meta: dict) -> None:
 def write_corpus(out: str | Path, spec: SynthSpec, workers: int = 1, progress: bool = False) -> dict:
     """Write the development-layout corpus; returns counts per split."""
     out = Path(out)
-    _prepare(out, {"layout": "development", "synth_version": SYNTH_VERSION, **asdict(spec)})
+    settings = {k: v for k, v in asdict(spec).items() if k != "evaluate_fraction" or v is not None}
+    _prepare(out, {"layout": "development", "synth_version": SYNTH_VERSION, **settings})
     clips = select_files(spec)
     n = int(round(spec.duration * SR))
     groups: dict[str, list] = defaultdict(list)
