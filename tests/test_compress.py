@@ -204,6 +204,29 @@ def test_every_method_through_the_cli(source, capsys):
     b = load_model(out / "binary").model
     w = b.conv2.weight.detach()
     assert torch.allclose(w.abs(), w.abs().max())  # +-scale: the unpacked signs
+    # a pruned run fine-tuned again (here quantisation-aware) keeps its zeros
+    qat = out / "pruned_then_qat"
+    assert (
+        main(
+            [
+                "compress",
+                str(out / "prune_float16"),
+                "--method",
+                "int8-qat",
+                "--epochs",
+                "1",
+                "--out",
+                str(qat),
+                "--quiet",
+                "--no-evaluate",
+            ]
+        )
+        == 0
+    )
+    state = load_checkpoint(qat / "model_int8.pt")["state"]
+    weights = [t for t in state.values() if t.dtype == torch.int8]
+    zeros = sum(int((t == 0).sum()) for t in weights)
+    assert zeros >= 0.5 * sum(t.numel() for t in weights) - 1
 
 
 def test_size_cli_reads_every_storage(source, capsys):
