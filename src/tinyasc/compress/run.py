@@ -254,6 +254,8 @@ def compress_run(
                 schedule=o.schedule,
                 exclude=list(o.exclude),
             )
+        elif step == "binary":  # +-1 weights have no zeros to keep
+            values["prune"] = dict(values["prune"], target=0.0)
         elif src_cfg.prune.target > 0:  # a pruned source keeps its zeros: the same sparsity from epoch 1
             values["prune"] = dict(values["prune"], start_epoch=1, ramp_epochs=1)
         values = merge_config(values, parse_overrides(o.overrides))
