@@ -35,11 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinyasc.compress.ship import load_stored
+from tinyasc.compress.ship import load_float_artifact, load_stored
 from tinyasc.config import ConfigError, FrontendConfig
 from tinyasc.frontend import Normalizer
 from tinyasc.io import atomic_write_bytes, atomic_write_json
-from tinyasc.train.checkpoint import CheckpointError, load_checkpoint
 
 PRECISIONS = ("float32", "float16", "int8")
 # Largest absolute difference of a class probability, onnxruntime against PyTorch, per precision.
@@ -73,14 +72,7 @@ def load_float_run(run: str | Path) -> tuple[dict, nn.Module, Normalizer]:
     path = Path(run)
     if path.is_dir():
         path = path / "model.pt"
-    art = load_checkpoint(path)
-    if art.get("format") != "tinyasc-model-1":
-        raise CheckpointError(f"{path}: not a tinyasc model file")
-    if art["storage"] not in ("float32", "float16"):
-        raise ExportError(
-            f"{path}: stored as {art['storage']}; export starts from float weights (model.pt of a run); "
-            "use --int8 for an int8 ONNX model"
-        )
+    art = load_float_artifact(path, "export", "--int8 exports an int8 ONNX model")
     if art["model_params"].get("binary"):
         raise ExportError(f"{path}: a 1-bit model; ONNX has no packed 1-bit weights (export its float run)")
     model = load_stored(art)

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from tinyasc.compress.prune import prunable
-from tinyasc.compress.ship import load_stored, storage_of
+from tinyasc.compress.ship import load_float_artifact, load_stored, storage_of
 from tinyasc.compress.size import model_size
 from tinyasc.config import (
     Config,
@@ -43,7 +43,6 @@ from tinyasc.config import (
     save_config,
 )
 from tinyasc.io import atomic_write_json
-from tinyasc.train.checkpoint import load_checkpoint
 
 STORAGE_STEPS = {
     "float32": "float32",
@@ -180,12 +179,7 @@ def compress_run(
     if not (source / "config.yaml").exists() or not (source / "model.pt").exists():
         raise CompressError(f"{source}: not a finished tinyasc run (needs config.yaml and model.pt)")
     src_cfg = load_run_config(source)
-    art = load_checkpoint(source / "model.pt")
-    if art.get("storage") not in ("float32", "float16"):
-        raise CompressError(
-            f"{source}/model.pt is stored as {art.get('storage')}; compress starts from a float run "
-            "(a quantisation-aware run ships int8 already)"
-        )
+    art = load_float_artifact(source / "model.pt", "compress", "a quantisation-aware run ships int8 already")
     prune, step = parse_method(method)
     if step is None:  # prune alone ships as the source did
         step = {"int8": "int8-ptq"}.get(src_cfg.quantize, src_cfg.quantize)

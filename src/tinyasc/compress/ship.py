@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -60,6 +61,21 @@ def check_precision(precision: str, model_params: dict) -> None:
 
 def storage_of(precision: str) -> str:
     return "int8" if precision == "int8-qat" else precision
+
+
+def load_float_artifact(path: str | Path, purpose: str, hint: str = "") -> dict:
+    """A tinyasc model file holding float weights (float32 or float16), for ``purpose`` to start from."""
+    from tinyasc.train.checkpoint import CheckpointError, load_checkpoint
+
+    art = load_checkpoint(path)
+    if art.get("format") != "tinyasc-model-1":
+        raise CheckpointError(f"{path}: not a tinyasc model file (format {art.get('format')!r})")
+    if art.get("storage") not in ("float32", "float16"):
+        raise ShipError(
+            f"{path}: stored as {art.get('storage')}; {purpose} starts from float weights (model.pt of a run)"
+            + (f"; {hint}" if hint else "")
+        )
+    return art
 
 
 def build_model(art: dict) -> nn.Module:

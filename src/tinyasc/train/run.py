@@ -33,6 +33,7 @@ from tinyasc.compress.ship import (
     FILE_NAMES,
     ShipError,
     check_precision,
+    load_float_artifact,
     size_report,
     storage_of,
     stored_state,
@@ -427,14 +428,7 @@ def init_weights_from(model: nn.Module, cfg: Config) -> None:
     """Start from the weights of ``train.init_from`` (a float32 or float16 tinyasc model file of the same
     architecture; a 1-bit model may start from the float model it binarizes)."""
     path = Path(cfg.train.init_from)
-    art = load_checkpoint(path)
-    if art.get("format") != "tinyasc-model-1":
-        raise ConfigError(f"train.init_from: {path} is not a tinyasc model file")
-    if art["storage"] not in ("float32", "float16"):
-        raise ConfigError(
-            f"train.init_from: {path} is stored as {art['storage']}; fine-tuning starts from a float32 or "
-            "float16 model (model.pt of a run)"
-        )
+    art = load_float_artifact(path, "fine-tuning (train.init_from)")
 
     def arch(params: dict) -> dict:
         return {k: v for k, v in params.items() if not k.startswith("binary")}
