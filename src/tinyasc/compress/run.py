@@ -9,9 +9,9 @@ A method is a chain joined by ``+``: an optional ``prune`` first, then at most o
   fine-tuned 1-bit (sign times a per-layer scale, straight-through gradient) from its weights.
 
 ``prune`` fine-tunes from the source weights with magnitude pruning ramping to ``--target`` sparsity (or
-to the sparsity that brings the stored model to ``--target-bytes``), keeps the masks during the rest of
-the fine-tune so the zeros are permanent, then stores at the chain's storage step (default: the
-source's). Steps that train run the ordinary trainer (``train.init_from`` = the source's ``model.pt``,
+to the sparsity that brings the stored model to ``--target-bytes``) over ``--ramp-epochs`` (default half
+the fine-tune) at a constant lr, keeps the masks during the rest of the fine-tune, where the lr decays,
+so the zeros are permanent, then stores at the chain's storage step (default: the source's). Steps that train run the ordinary trainer (``train.init_from`` = the source's ``model.pt``,
 the source's config, recipe and data, ``--epochs`` at ``--lr`` with cosine decay, the best validation
 accuracy among the epochs at the target sparsity); the others write the stored model directly.
 
@@ -240,14 +240,17 @@ def compress_run(
         if step == "binary":
             values["model"] = dict(values["model"], params=dict(values["model"]["params"], binary=True))
         if prune:
+            ramp = o.ramp_epochs or max(1, math.ceil(epochs / 2))
             values["prune"] = dict(
                 target=o.target,
                 scope=o.scope,
                 start_epoch=1,
-                ramp_epochs=o.ramp_epochs or max(1, math.ceil(epochs / 2)),
+                ramp_epochs=ramp,
                 schedule=o.schedule,
                 exclude=list(o.exclude),
             )
+            # the lr holds while the sparsity ramps and decays over the epochs at the target
+            values["train"]["decay_start"] = ramp if ramp < epochs else 0
         elif step == "binary":  # +-1 weights have no zeros to keep
             values["prune"] = dict(values["prune"], target=0.0)
         elif src_cfg.prune.target > 0:  # a pruned source keeps its zeros: the same sparsity from epoch 1
