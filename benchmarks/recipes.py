@@ -97,19 +97,19 @@ def main() -> None:
             f"training-fold accuracy {rec['training_fold_accuracy']:.3f}",
             flush=True,
         )
-    per_seed: dict[str, list[dict]] = {}
-    for name in names:
-        t = time.time()
-        for seed in range(a.seeds):
+    per_seed: dict[str, list[dict]] = {name: [] for name in names}
+    for seed in range(a.seeds):  # every option of one seed before the next: a partial run stays paired
+        for name in names:
+            t = time.time()
             run_dir = a.out / "runs" / (name if seed == 0 else f"{name}_seed{seed}")
             if not (run_dir / "metrics.json").exists():
                 extra = [o.format(teachers=teachers) for o in RUNS[name]]
                 over = [*common_overrides(a.student, a.corpus, a.out, a), *extra, f"train.seed={seed}"]
                 fit(load_config(None, over), run_dir, resume=(run_dir / "last.pt").exists(), progress=False)
                 evaluate_run(run_dir)
-            per_seed.setdefault(name, []).append(summary(json.loads((run_dir / "metrics.json").read_text())))
-        print(f"{name}: done in {time.time() - t:.0f} s", flush=True)
-        (a.out / "recipes.json").write_text(json.dumps(per_seed, indent=2))
+            per_seed[name].append(summary(json.loads((run_dir / "metrics.json").read_text())))
+            print(f"{name} seed {seed}: done in {time.time() - t:.0f} s", flush=True)
+            (a.out / "recipes.json").write_text(json.dumps(per_seed, indent=2))
 
     print()
     print(
