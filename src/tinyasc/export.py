@@ -25,7 +25,10 @@ margin above twice the tolerance) gets the same decision.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import tempfile
 import warnings
 from dataclasses import asdict
@@ -85,17 +88,23 @@ def load_float_run(run: str | Path) -> tuple[dict, nn.Module, Normalizer]:
 
 def _torch_export(module: nn.Module, example: torch.Tensor, path: Path) -> None:
     batch = torch.export.Dim("batch", min=1, max=1024)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            module,
-            (example,),
-            input_names=[INPUT],
-            output_names=list(OUTPUTS),
-            dynamic_shapes=({0: batch},),
-            dynamo=True,
-            verbose=False,
-        )
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # "torchvision is not installed" notes: not needed for these models
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                module,
+                (example,),
+                input_names=[INPUT],
+                output_names=list(OUTPUTS),
+                dynamic_shapes=({0: batch},),
+                dynamo=True,
+                verbose=False,
+            )
+    finally:
+        quiet.setLevel(level)
     program.save(str(path))
 
 
