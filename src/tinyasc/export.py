@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinyasc.compress.ship import load_float_artifact, load_stored
+from tinyasc.compress.ship import load_float_artifact, load_stored, normalizer_of
 from tinyasc.config import ConfigError, FrontendConfig
 from tinyasc.frontend import Normalizer
 from tinyasc.io import atomic_write_bytes, atomic_write_json
@@ -79,11 +79,7 @@ def load_float_run(run: str | Path) -> tuple[dict, nn.Module, Normalizer]:
     if art["model_params"].get("binary"):
         raise ExportError(f"{path}: a 1-bit model; ONNX has no packed 1-bit weights (export its float run)")
     model = load_stored(art)
-    fe = FrontendConfig(**art["frontend"])
-    norm = Normalizer(fe.n_mels)
-    norm.mean.copy_(art["norm_mean"])
-    norm.std.copy_(art["norm_std"])
-    return art, model, norm
+    return art, model, normalizer_of(art)
 
 
 def _torch_export(module: nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -149,11 +145,8 @@ def quantize_onnx(float_path: Path, out_path: Path, calibration: list[np.ndarray
         )
 
 
-def _features(cfg, split: str, n: int, seed: int = 0) -> np.ndarray:
+def _features(splits, split: str, n: int, seed: int = 0) -> np.ndarray:
     """Raw log-mel (n, 1, M, T) float32 of up to ``n`` clips of the run's training or evaluate split."""
-    from tinyasc.data.dataset import prepare_splits
-
-    splits = prepare_splits(cfg.data, cfg.frontend)
     clips = splits.train if split == "train" else splits.evaluate
     rows = splits.rows(clips)
     if split == "train":
@@ -161,7 +154,7 @@ def _features(cfg, split: str, n: int, seed: int = 0) -> np.ndarray:
     else:
         rows = rows[:n]
     if len(rows) == 0:
-        raise ExportError(f"{cfg.data.root}: no {split} clips to check or calibrate the export with")
+        raise ExportError(f"{splits.index.root}: no {split} clips to check or calibrate the export with")
     return np.asarray(splits.features[np.sort(rows)], dtype=np.float32)[:, None]
 
 
@@ -210,7 +203,10 @@ def export_onnx(
     deploy = Deployable(norm, net, temperature, half=half).eval()
     example = torch.zeros(2, 1, fe.n_mels, fe.frames)
 
-    test = _features(cfg, "evaluate", check_clips)
+    from tinyasc.data.dataset import prepare_splits
+
+    splits = prepare_splits(cfg.data, cfg.frontend)
+    test = _features(splits, "evaluate", check_clips)
     with torch.no_grad():
         reference = np.concatenate(
             [deploy(torch.from_numpy(test[i : i + 32]))[1].double().numpy() for i in range(0, len(test), 32)]
@@ -221,7 +217,7 @@ def export_onnx(
         onnx_path = tmp / "model.onnx"
         if precision == "int8":
             _torch_export(Deployable(norm, model, temperature).eval(), example, tmp / "float.onnx")
-            calib = _features(cfg, "train", calibration_clips, cfg.train.seed)
+            calib = _features(splits, "train", calibration_clips, cfg.train.seed)
             quantize_onnx(
                 tmp / "float.onnx", onnx_path, [calib[i : i + 16] for i in range(0, len(calib), 16)]
             )

@@ -95,26 +95,6 @@ def convert(prepared: nn.Module) -> nn.Module:
         return convert_fx(copy.deepcopy(prepared).cpu().eval()).eval()
 
 
-def skeleton(model: nn.Module, example: torch.Tensor, qat: bool = False) -> nn.Module:
-    """The converted int8 graph of a float model, without data (to load a stored state into)."""
-    prepared = prepare(model, example, qat=qat)
-    return convert(prepared)
-
-
-def is_int8(model: nn.Module) -> bool:
-    return any(v.is_quantized for v in _tensors_of(model.state_dict()))
-
-
-def _tensors_of(state: dict) -> list[torch.Tensor]:
-    out = []
-    for v in state.values():
-        if isinstance(v, torch.Tensor):
-            out.append(v)
-        elif isinstance(v, tuple):
-            out += [t for t in v if isinstance(t, torch.Tensor)]
-    return out
-
-
 def _narrow_int(t: torch.Tensor) -> torch.Tensor:
     if t.numel() == 0:
         return t.to(torch.int8)
@@ -222,6 +202,6 @@ def decode_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 
 def load_int8(model: nn.Module, example: torch.Tensor, tensors: dict, meta: dict, qat: bool) -> nn.Module:
     """Rebuild the int8 graph of ``model`` (a float model of the same architecture) and load the state."""
-    q = skeleton(model, example, qat=qat)
+    q = convert(prepare(model, example, qat=qat))  # the graph without data, then the stored state
     q.load_state_dict(decode_state(tensors, meta))
     return q.eval()

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from tinyasc.compress.prune import prunable
-from tinyasc.compress.ship import load_float_artifact, load_stored, storage_of
+from tinyasc.compress.ship import load_float_artifact, load_stored, normalizer_of, storage_of
 from tinyasc.compress.size import model_size
 from tinyasc.config import (
     Config,
@@ -291,7 +291,6 @@ def compress_run(
 def _post_training(cfg: Config, art: dict, model: torch.nn.Module, run_dir: Path) -> None:
     """Store a trained float model at ``cfg.quantize`` without training (float16, int8 PTQ, binary pack)."""
     from tinyasc.data.dataset import prepare_splits
-    from tinyasc.frontend import Normalizer
     from tinyasc.train.checkpoint import save_checkpoint
     from tinyasc.train.run import calibration_batches, write_shipped_model
 
@@ -301,10 +300,7 @@ def _post_training(cfg: Config, art: dict, model: torch.nn.Module, run_dir: Path
     calibration = None
     if cfg.quantize == "int8":
         splits = prepare_splits(cfg.data, cfg.frontend)
-        norm = Normalizer(cfg.frontend.n_mels)
-        norm.mean.copy_(art["norm_mean"])
-        norm.std.copy_(art["norm_std"])
-        calibration = calibration_batches(splits.features, splits.rows(splits.train), norm, cfg)
+        calibration = calibration_batches(splits.features, splits.rows(splits.train), normalizer_of(art), cfg)
     write_shipped_model(run_dir, art, model, cfg.quantize, calibration)
 
 

@@ -34,8 +34,12 @@ from tinyasc.compress.quantize import load_as_stored, quantize_float16
 from tinyasc.compress.size import SizeReport, count_tensors, example_input, storage_tensors
 
 PRECISIONS = ("float32", "float16", "int8", "int8-qat", "binary")
-FILE_NAMES = {"float32": "model.pt", "float16": "model_float16.pt", "int8": "model_int8.pt"}
-FILE_NAMES["binary"] = "model_binary.pt"
+FILE_NAMES = {
+    "float32": "model.pt",
+    "float16": "model_float16.pt",
+    "int8": "model_int8.pt",
+    "binary": "model_binary.pt",
+}
 BN_MODES = {
     "float32": "kept",
     "float16": "kept-float32",
@@ -76,6 +80,16 @@ def load_float_artifact(path: str | Path, purpose: str, hint: str = "") -> dict:
             + (f"; {hint}" if hint else "")
         )
     return art
+
+
+def normalizer_of(art: dict):
+    """The band normalisation stored with a model file."""
+    from tinyasc.frontend import Normalizer
+
+    norm = Normalizer(len(art["norm_mean"]))
+    norm.mean.copy_(art["norm_mean"])
+    norm.std.copy_(art["norm_std"])
+    return norm
 
 
 def build_model(art: dict) -> nn.Module:

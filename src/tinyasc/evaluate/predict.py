@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinyasc.compress.ship import load_stored
+from tinyasc.compress.ship import load_stored, normalizer_of
 from tinyasc.config import FrontendConfig
 from tinyasc.data.dataset import batches
 from tinyasc.frontend import Normalizer
@@ -59,10 +59,7 @@ def load_model(path: str | Path) -> LoadedModel:
     except (ValueError, KeyError, RuntimeError) as e:
         raise CheckpointError(f"{path}: cannot rebuild its {art.get('storage')} model ({e})") from None
     frontend = FrontendConfig(**art["frontend"])
-    norm = Normalizer(frontend.n_mels)
-    norm.mean.copy_(art["norm_mean"])
-    norm.std.copy_(art["norm_std"])
-    return LoadedModel(model, norm, frontend, classes, art["storage"], path)
+    return LoadedModel(model, normalizer_of(art), frontend, classes, art["storage"], path)
 
 
 def feature_logits(lm: LoadedModel, feats: np.ndarray, rows: np.ndarray, batch_size: int = 64) -> np.ndarray:
