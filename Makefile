@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup setup-test demo test lint
+.PHONY: setup setup-test demo test test-slow lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,12 @@ demo: setup
 test: setup-test
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+
+test-slow: setup-test
+	$(BIN)/python -m pytest -q -m slow
 
 lint: setup-test
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports

@@ -24,7 +24,7 @@ import json
 import time
 from pathlib import Path
 
-from tinyasc.compress.run import CompressOptions, compress_run
+from tinyasc.workflows.compress import CompressOptions, compress_run
 from zoo import run_one  # benchmarks/zoo.py: the same shared recipe
 
 LIMIT = 128_000

@@ -24,7 +24,8 @@ from tinyasc.compress import int8
 from tinyasc.compress.size import example_input
 from tinyasc.export import Deployable, OnnxModel, export_onnx, load_float_run
 from tinyasc.frontend import LogMel
-from tinyasc.train.run import calibration_batches, load_run_config
+from tinyasc.rundir import RunDir
+from tinyasc.train.run import calibration_batches
 
 
 def median_ms(fn, repeat: int, warmup: int) -> float:
@@ -49,7 +50,7 @@ def main() -> None:
 
     from tinyasc.data.dataset import prepare_splits
 
-    cfg = load_run_config(a.run)
+    cfg = RunDir(a.run).config()
     art, model, norm = load_float_run(a.run)
     splits = prepare_splits(cfg.data, cfg.frontend)
     x = torch.from_numpy(np.asarray(splits.features[splits.rows(splits.evaluate)[:1]], dtype=np.float32))[

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from tinyasc.config import load_config
-from tinyasc.distill.teachers import train_teachers
 from tinyasc.evaluate.run import evaluate_run
 from tinyasc.train.run import fit
+from tinyasc.workflows.teachers import train_teachers
 from zoo import common_overrides  # benchmarks/zoo.py: the same shared recipe
 
 DEVICE_ROBUST = ("dir", "device_translation", "mixstyle")

@@ -49,3 +49,16 @@ def trained_run(tiny_corpus, tmp_path_factory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("run")
     assert main(train_args(tiny_corpus, tmp / "run", tmp / "cache", 2)) == 0
     return tmp / "run", tmp
+
+
+def copy_run(run: Path, dest: Path) -> Path:
+    """A private copy of a run directory, for a test that writes into it (evaluate, calibrate, ...)."""
+    shutil.copytree(run, dest)
+    return dest
+
+
+@pytest.fixture()
+def run_copy(trained_run, tmp_path) -> tuple[Path, Path]:
+    """(run_dir, tmp) like ``trained_run``, but a copy this test may change."""
+    run, _ = trained_run
+    return copy_run(run, tmp_path / "run"), tmp_path

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import train_args
+from tinyasc.artifact import build_model
 from tinyasc.cli import main
-from tinyasc.models import create_model
-from tinyasc.models.binary import BinaryConv2d, BinaryLinear, binarize
+from tinyasc.compress.binary import BinaryConv2d, BinaryLinear, binarize
 
 
 def test_forward_is_sign_times_scale_and_gradient_passes_straight_through():
@@ -28,16 +28,16 @@ def test_forward_is_sign_times_scale_and_gradient_passes_straight_through():
 
 
 def test_binarize_keeps_first_and_last_and_validates():
-    m = create_model("resnet_c12", binary=True)
+    m = build_model("resnet_c12", 10, {"binary": True})
     assert m.binary_layers and "trunk.0.0" not in m.binary_layers and "fc" not in m.binary_layers
     assert isinstance(m.trunk[2].conv1, BinaryConv2d) and not isinstance(m.fc, BinaryLinear)
     out = m(torch.randn(2, 1, 128, 431))
     assert out.shape == (2, 10) and torch.isfinite(out).all()
     out.sum().backward()
     with pytest.raises(ValueError, match="not conv or linear layers"):
-        create_model("resnet_c12", binary=True, binary_keep=["nope"])
+        build_model("resnet_c12", 10, {"binary": True, "binary_keep": ["nope"]})
     with pytest.raises(ValueError, match="binary scale"):
-        create_model("resnet_c12", binary=True, binary_scale="median")
+        build_model("resnet_c12", 10, {"binary": True, "binary_scale": "median"})
     lin = torch.nn.Linear(4, 2)
     binarize(torch.nn.Sequential(lin), keep=(), scale="mean")
     torch.testing.assert_close(

@@ -21,8 +21,8 @@ def test_temperature_fixes_an_overconfident_model():
     )
 
 
-def test_calibrate_run_then_evaluate_reports_before_and_after(trained_run, capsys):
-    run, _ = trained_run
+def test_calibrate_run_then_evaluate_reports_before_and_after(run_copy, capsys):
+    run, _ = run_copy
     assert main(["calibrate", str(run), "--quiet"]) == 0
     rec = json.loads((run / "calibration.json").read_text())
     assert rec["temperature"] >= 1.0 and rec["bounds"][0] == 1.0  # never sharpens by default
@@ -37,5 +37,5 @@ def test_calibrate_run_then_evaluate_reports_before_and_after(trained_run, capsy
     assert metrics["temperature"] == pytest.approx(free["temperature"])
     if free["temperature"] != 1.0:
         assert "uncalibrated" in metrics and "log loss" in (run / "report.md").read_text()
-    (run / "calibration.json").unlink()  # leave the shared run as it was
+    (run / "calibration.json").unlink()  # uncalibrated again
     assert main(["evaluate", str(run)]) == 0

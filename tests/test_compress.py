@@ -8,15 +8,17 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import copy_run
+from tinyasc.artifact import build_model, load_stored, size_report, stored_state
 from tinyasc.cli import main
 from tinyasc.compress import int8
+from tinyasc.compress.binary import pack_binary, unpack_binary
 from tinyasc.compress.prune import Pruner
-from tinyasc.compress.run import CompressError, CompressOptions, compress_run, parse_method
-from tinyasc.compress.ship import load_stored, pack_binary, size_report, stored_state, unpack_binary
 from tinyasc.compress.size import BYTES_PER_DTYPE, example_input
 from tinyasc.evaluate.predict import load_model
+from tinyasc.io import load_checkpoint
 from tinyasc.models import create_model
-from tinyasc.train.checkpoint import load_checkpoint
+from tinyasc.workflows.compress import CompressError, CompressOptions, compress_run, parse_method
 
 
 def _calibration(model, n=8, seed=0):
@@ -115,7 +117,7 @@ def test_int8_size_hand_count_baseline():
 
 def test_binary_pack_hand_count_and_exact_unpack():
     torch.manual_seed(0)
-    model = create_model("dcase2021_baseline", binary=True).eval()
+    model = build_model("dcase2021_baseline", 10, {"binary": True}).eval()
     state, extra = pack_binary(model)
     rep = size_report({"storage": "binary", "state": state})
     by_layer = {r.name: r.bytes for r in rep.rows}
@@ -127,7 +129,7 @@ def test_binary_pack_hand_count_and_exact_unpack():
     assert by_layer["conv3"] == 25_088 // 8 + 4 + 32 * 2
     assert by_layer["dense1"] == 6_400 // 8 + 4 + 100 * 2
     assert rep.bytes == 10_456 and rep.nonzero_bytes == _recount(state)
-    again = create_model("dcase2021_baseline", binary=True).eval()
+    again = build_model("dcase2021_baseline", 10, {"binary": True}).eval()
     again.load_state_dict(unpack_binary(_roundtrip(state), extra["binary"]))
     x = next(_calibration(model, 2)())
     # the forward pass sees the same signs and scales; only float16 rounding of kept layers differs
@@ -156,8 +158,9 @@ def _eval_probs(run: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def source(trained_run):
-    run, tmp = trained_run
+def source(trained_run, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("compress")
+    run = copy_run(trained_run[0], tmp / "run")  # evaluate writes into it: a copy of the shared run
     assert main(["evaluate", str(run)]) == 0
     return run, tmp / "compressed"
 
@@ -267,12 +270,12 @@ def test_interrupted_fine_tune_resumes(source, tmp_path, monkeypatch):
     run, _ = source
     dst = tmp_path / "pruned"
     opts = CompressOptions(target=0.4, epochs=2, ramp_epochs=1)
-    import tinyasc.evaluate.run as ev
+    import tinyasc.workflows.compress as workflow
 
     def crash(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ev, "evaluate_run", crash)
+    monkeypatch.setattr(workflow, "evaluate_run", crash)
     with pytest.raises(KeyboardInterrupt):
         compress_run(run, dst, "prune+float16", opts, progress=False)
     assert not dst.exists() and (tmp_path / "pruned.partial" / "last.pt").exists()

@@ -12,6 +12,7 @@ from tests.conftest import train_args
 from tinyasc.cli import main
 from tinyasc.config import ConfigError, load_config
 from tinyasc.distill.logits import join_logits, load_logits, save_logits
+from tinyasc.train.hooks import MeanTeacher
 from tinyasc.train.objectives import distillation_loss, soft_targets
 from tinyasc.train.recipe import BatchRecipe
 
@@ -42,13 +43,16 @@ def test_recipe_mixes_classification_and_kd_terms():
 def test_mean_teacher_is_an_exponential_moving_average():
     cfg = load_config(None, ["train.mean_teacher_weight=1.0", "train.mean_teacher_decay=0.9"])
     student = torch.nn.Linear(3, 2)
-    recipe = BatchRecipe(cfg.augment, cfg.train, 2, student=student)
-    before = recipe.ema.weight.clone()
+    recipe = BatchRecipe(cfg.augment, cfg.train, 2)
+    hook = MeanTeacher(cfg.train.mean_teacher_decay)
+    hook.attach(student, recipe, torch.device("cpu"))
+    assert recipe.ema is hook.ema
+    before = hook.ema.weight.clone()
     with torch.no_grad():
         student.weight.add_(1.0)
-    recipe.after_step(student)
-    torch.testing.assert_close(recipe.ema.weight, 0.9 * before + 0.1 * student.weight)
-    assert not any(p.requires_grad for p in recipe.ema.parameters())
+    hook.after_step(student)
+    torch.testing.assert_close(hook.ema.weight, 0.9 * before + 0.1 * student.weight)
+    assert not any(p.requires_grad for p in hook.ema.parameters())
     loss, _ = recipe.train()(student, torch.randn(5, 3), torch.tensor([0, 1, 0, 1, 1]))
     assert torch.isfinite(loss)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tinyasc.cli import main
-from tinyasc.train.checkpoint import CheckpointError, load_checkpoint
+from tinyasc.io import CheckpointError, load_checkpoint
 
 from .conftest import train_args
 
@@ -18,8 +18,8 @@ def _train(corpus, run_dir, tmp_path, epochs, extra=(), resume=False):
 
 
 @pytest.fixture()
-def trained(trained_run):
-    return trained_run
+def trained(run_copy):
+    return run_copy
 
 
 def test_cli_pipeline(tiny_corpus, trained, capsys, monkeypatch):

@@ -14,9 +14,9 @@ from tinyasc.export import INPUT, ExportError, OnnxModel, export_onnx
 
 def _features(run, n=24):
     from tinyasc.data.dataset import prepare_splits
-    from tinyasc.train.run import load_run_config
+    from tinyasc.rundir import RunDir
 
-    cfg = load_run_config(run)
+    cfg = RunDir(run).config()
     splits = prepare_splits(cfg.data, cfg.frontend)
     rows = np.sort(splits.rows(splits.evaluate)[:n])
     return np.asarray(splits.features[rows], dtype=np.float32)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.conftest import copy_run
 from tinyasc.cli import main
 from tinyasc.data.index import load_tau
 from tinyasc.data.synth import write_evaluation_corpus
@@ -44,8 +45,8 @@ LABEL = "Doe_TA_task1a_1"
 
 @pytest.fixture(scope="module")
 def package(trained_run, tmp_path_factory):
-    run, _ = trained_run
     tmp = tmp_path_factory.mktemp("sub")
+    run = copy_run(trained_run[0], tmp / "run")  # evaluate writes into it
     write_evaluation_corpus(tmp / "eval", per_class_device=1, duration=10.0, seed=1, workers=2)
     assert main(["evaluate", str(run)]) == 0
     (tmp / "meta.yaml").write_text(yaml.safe_dump(META))

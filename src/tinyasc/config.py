@@ -1,6 +1,11 @@
 """Experiment configuration: frozen dataclasses, YAML files as diffs against the defaults, dotted overrides.
 
 Defaults reproduce the DCASE 2021 Task 1A baseline (reference sections 1.1-1.3).
+
+Every value is checked when a config is built (``config_from_dict``, so ``load_config`` and a run's
+``config.yaml`` alike), before any data is read: its type (from the default), its choices (``Literal``
+annotations), its range (``field(metadata=...)`` via ``at_least``/``between``) and the rules across keys
+(``_cross_checks``). Every error is a ``ConfigError`` that names the key.
 """
 
 from __future__ import annotations
@@ -8,37 +13,56 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+
+from tinyasc.io import atomic_write_text
+from tinyasc.storage import Quantize
 
 
 class ConfigError(ValueError):
     """A config key or value that does not fit the schema; names the key and what was expected."""
 
 
+def at_least(lo: float, default: Any, strict: bool = False) -> Any:
+    """A field whose value must be >= lo (> lo when ``strict``); None passes where the default is None."""
+    return field(default=default, metadata={"range": (lo, math.inf, strict, False)})
+
+
+def between(lo: float, hi: float, default: Any, lo_open: bool = False, hi_open: bool = False) -> Any:
+    """A field whose value must lie between lo and hi (each bound closed unless marked open)."""
+    return field(default=default, metadata={"range": (lo, hi, lo_open, hi_open)})
+
+
 @dataclass(frozen=True)
 class FrontendConfig:
     """Log-mel settings; defaults are the 2021 baseline's (40 x 500 per 10 s clip)."""
 
-    sample_rate: int = 44100
-    duration: float = 10.0  # seconds per clip; shorter clips are zero-padded, longer ones cropped
-    n_fft: int = 2048
-    win_length: int = 1764  # int(44100 * 0.04)
-    hop_length: int = 882  # int(44100 * 0.02)
-    window: str = "hamming"  # periodic (scipy hamming(sym=False))
+    sample_rate: int = at_least(1, 44100)
+    duration: float = at_least(
+        0, 10.0, strict=True
+    )  # seconds per clip; shorter clips are zero-padded, longer ones cropped
+    n_fft: int = at_least(1, 2048)
+    win_length: int = at_least(1, 1764)  # int(44100 * 0.04)
+    hop_length: int = at_least(1, 882)  # int(44100 * 0.02)
+    window: Literal["hamming", "hann"] = "hamming"  # periodic (scipy hamming(sym=False))
     center: bool = True
-    pad_mode: str = "reflect"
-    power: float = 1.0  # 1 = magnitude (the baseline), 2 = power
-    n_mels: int = 40
-    fmin: float = 0.0
+    pad_mode: Literal["reflect", "constant", "replicate", "circular"] = "reflect"
+    power: float = at_least(0, 1.0, strict=True)  # 1 = magnitude (the baseline), 2 = power
+    n_mels: int = at_least(1, 40)
+    fmin: float = at_least(0, 0.0)
     fmax: float | None = 22050.0
     htk: bool = False
-    mel_norm: str | None = "slaney"
-    log_eps: float = 2.220446049250313e-16  # numpy.spacing(1)
-    frames: int | None = 500  # the baseline keeps the first 500 of 501 frames
+    mel_norm: Literal["slaney"] | None = "slaney"
+    log_eps: float = at_least(0, 2.220446049250313e-16, strict=True)  # numpy.spacing(1)
+    frames: int | None = at_least(1, 500)  # the baseline keeps the first 500 of 501 frames
 
     @property
     def clip_samples(self) -> int:
@@ -48,15 +72,15 @@ class FrontendConfig:
 @dataclass(frozen=True)
 class DataConfig:
     root: str = ""  # TAU root, or the folder of a generic dataset's audio
-    format: str = "tau"  # "tau" or "generic"
+    format: Literal["tau", "generic"] = "tau"  # "tau" or "generic"
     csv: str | None = None  # generic: filename<TAB>scene_label [fold] [device] [identifier]
     classes: tuple[str, ...] | None = None  # generic: class names in output order
     evaluate_folds: tuple[str, ...] | None = None  # generic: folds forming the evaluate split
     train_devices: tuple[str, ...] | None = None  # restrict training (and validation) to these devices
-    validation_fraction: float = 0.3
+    validation_fraction: float = between(0, 1, 0.3, lo_open=True, hi_open=True)
     validation_seed: int = 0
     cache_dir: str | None = None  # default: $TINYASC_CACHE or ~/.cache/tinyasc
-    workers: int = 2  # processes for decoding and the frontend when filling the cache
+    workers: int = at_least(1, 2)  # processes for decoding and the frontend when filling the cache
 
 
 @dataclass(frozen=True)
@@ -67,32 +91,44 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 200
-    batch_size: int = 16
-    lr: float = 1e-3  # peak learning rate
-    optimizer: str = "adam"  # "adam" (Keras defaults: betas 0.9/0.999, eps 1e-7), "adamw" or "sgd"
-    weight_decay: float = 0.0  # L2 for adam and sgd, decoupled for adamw
-    momentum: float = 0.9  # sgd only
+    epochs: int = at_least(1, 200)
+    batch_size: int = at_least(1, 16)
+    lr: float = at_least(0, 1e-3, strict=True)  # peak learning rate
+    optimizer: Literal["adam", "adamw", "sgd"] = (
+        "adam"  # "adam" (Keras defaults: betas 0.9/0.999, eps 1e-7), "adamw" or "sgd"
+    )
+    weight_decay: float = at_least(0, 0.0)  # L2 for adam and sgd, decoupled for adamw
+    momentum: float = between(0, 1, 0.9, hi_open=True)  # sgd only
     nesterov: bool = False  # sgd only
-    schedule: str = "constant"  # per-epoch learning rate: "constant", "cosine" or "linear" (decay to lr_min)
-    warmup_epochs: int = 0  # linear warm-up from lr/warmup_epochs to lr over these epochs
-    decay_start: int = 0  # epoch after which cosine / linear decay begins (at least warmup_epochs)
-    lr_min: float = 0.0  # learning rate at the last epoch for cosine / linear
-    loss: str = "ce"  # "ce" (cross-entropy) or "focal"
-    label_smoothing: float = 0.0
-    focal_gamma: float = 2.0
+    schedule: Literal["constant", "cosine", "linear"] = (
+        "constant"  # per-epoch learning rate: "constant", "cosine" or "linear" (decay to lr_min)
+    )
+    warmup_epochs: int = at_least(0, 0)  # linear warm-up from lr/warmup_epochs to lr over these epochs
+    decay_start: int = at_least(
+        0, 0
+    )  # epoch after which cosine / linear decay begins (at least warmup_epochs)
+    lr_min: float = at_least(0, 0.0)  # learning rate at the last epoch for cosine / linear
+    loss: Literal["ce", "focal"] = "ce"  # "ce" (cross-entropy) or "focal"
+    label_smoothing: float = between(0, 1, 0.0, hi_open=True)
+    focal_gamma: float = at_least(0, 2.0)
     kd_logits: str | None = (
         None  # teacher logits (a `tinyasc teachers` folder or its logits.npz); None = no KD
     )
-    kd_weight: float = 0.5  # loss = (1 - w) * classification loss + w * T^2 * KL(teacher_T || student_T)
-    kd_temperature: float = 2.0
-    mean_teacher_weight: float = 0.0  # consistency loss weight against an EMA of the student; 0 = off
-    mean_teacher_decay: float = 0.999  # EMA decay per optimiser step
-    select_after: int = 50  # StasherCallback initial_delay: best val accuracy after this epoch
+    kd_weight: float = between(
+        0, 1, 0.5
+    )  # loss = (1 - w) * classification loss + w * T^2 * KL(teacher_T || student_T)
+    kd_temperature: float = at_least(0, 2.0, strict=True)
+    mean_teacher_weight: float = at_least(
+        0, 0.0
+    )  # consistency loss weight against an EMA of the student; 0 = off
+    mean_teacher_decay: float = between(
+        0, 1, 0.999, lo_open=True, hi_open=True
+    )  # EMA decay per optimiser step
+    select_after: int = at_least(0, 50)  # StasherCallback initial_delay: best val accuracy after this epoch
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda"
-    eval_batch_size: int = 64
-    threads: int | None = None  # torch intra-op threads on CPU; None = torch's default
+    eval_batch_size: int = at_least(1, 64)
+    threads: int | None = at_least(1, None)  # torch intra-op threads on CPU; None = torch's default
     init_from: str | None = None  # a tinyasc model file (float32 or float16) to start from: fine-tuning
     sync_batchnorm: bool = True  # DDP on CUDA: batch-norm statistics over the global batch
 
@@ -101,21 +137,23 @@ class TrainConfig:
 class AugmentConfig:
     """Training-only augmentation of normalised log-mel batches; every default is off."""
 
-    specaugment_freq_masks: int = 0  # SpecAugment: number of frequency masks per clip
-    specaugment_freq_width: int = 8  # ... each up to this many mel bins
-    specaugment_time_masks: int = 0  # number of time masks per clip
-    specaugment_time_width: int = 20  # ... each up to this many frames
-    mixstyle_p: float = 0.0  # Freq-MixStyle: probability per batch (CP-JKU: 0.4 to 0.6)
-    mixstyle_alpha: float = 0.3  # Beta(alpha, alpha) mixing weights
-    freq_shift: int = 0  # random shift along frequency of up to this many bins
-    mixup_alpha: float = 0.0  # mixup with Beta(alpha, alpha) per clip (CP-JKU: 0.3); 0 = off
-    device_translation_p: float = 0.0  # device-A clips get another device's learned spectral transfer
+    specaugment_freq_masks: int = at_least(0, 0)  # SpecAugment: number of frequency masks per clip
+    specaugment_freq_width: int = at_least(0, 8)  # ... each up to this many mel bins
+    specaugment_time_masks: int = at_least(0, 0)  # number of time masks per clip
+    specaugment_time_width: int = at_least(0, 20)  # ... each up to this many frames
+    mixstyle_p: float = between(0, 1, 0.0)  # Freq-MixStyle: probability per batch (CP-JKU: 0.4 to 0.6)
+    mixstyle_alpha: float = at_least(0, 0.3)  # Beta(alpha, alpha) mixing weights
+    freq_shift: int = at_least(0, 0)  # random shift along frequency of up to this many bins
+    mixup_alpha: float = at_least(0, 0.0)  # mixup with Beta(alpha, alpha) per clip (CP-JKU: 0.3); 0 = off
+    device_translation_p: float = between(
+        0, 1, 0.0
+    )  # device-A clips get another device's learned spectral transfer
     # waveform side (any of these on: training reads waveforms and computes log-mel per batch)
-    roll_max_seconds: float = 0.0  # circular time roll of up to this much either way
-    gain_db: float = 0.0  # random gain, uniform within +-gain_db decibels
-    dir_p: float = 0.0  # device impulse responses: probability per device-A clip (CP-JKU: 0.6)
+    roll_max_seconds: float = at_least(0, 0.0)  # circular time roll of up to this much either way
+    gain_db: float = at_least(0, 0.0)  # random gain, uniform within +-gain_db decibels
+    dir_p: float = between(0, 1, 0.0)  # device impulse responses: probability per device-A clip (CP-JKU: 0.6)
     dir_path: str | None = None  # folder of IR audio files; None = the procedural set
-    dir_count: int = 32  # procedural IRs
+    dir_count: int = at_least(1, 32)  # procedural IRs
     dir_seed: int = 0
 
     @property
@@ -127,11 +165,13 @@ class AugmentConfig:
 class PruneConfig:
     """Magnitude pruning during training (compress/prune.py); target 0 = off."""
 
-    target: float = 0.0  # final fraction of zero conv/linear weights
-    scope: str = "global"  # "global" (one threshold) or "layer" (each layer to the target)
-    start_epoch: int = 1  # first epoch with a non-zero sparsity
-    ramp_epochs: int = 10  # epochs from the start to the target
-    schedule: str = "linear"  # "linear" or "exponential"
+    target: float = between(0, 1, 0.0, hi_open=True)  # final fraction of zero conv/linear weights
+    scope: Literal["global", "layer"] = (
+        "global"  # "global" (one threshold) or "layer" (each layer to the target)
+    )
+    start_epoch: int = at_least(1, 1)  # first epoch with a non-zero sparsity
+    ramp_epochs: int = at_least(0, 10)  # epochs from the start to the target
+    schedule: Literal["linear", "exponential"] = "linear"  # "linear" or "exponential"
     exclude: tuple[str, ...] = ()  # layer names left dense (e.g. the first conv)
 
 
@@ -145,9 +185,9 @@ class Config:
     prune: PruneConfig = field(default_factory=PruneConfig)
     # storage of the shipped model: "float32", "float16" (post-training cast), "int8" (post-training static
     # quantisation calibrated on training clips), "int8-qat" (quantisation-aware training, then int8) or
-    # "binary" (packed 1-bit weights of a model.params={binary: true} model); see compress/ship.py
-    quantize: str = "float16"
-    calibration_clips: int = 512  # training clips for the int8 activation ranges
+    # "binary" (packed 1-bit weights of a model.params={binary: true} model); see tinyasc/storage.py
+    quantize: Quantize = "float16"
+    calibration_clips: int = at_least(1, 512)  # training clips for the int8 activation ranges
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -163,6 +203,7 @@ def config_hash(obj: Any) -> str:
 
 def _build(cls: type, values: dict, where: str) -> Any:
     known = {f.name: f for f in fields(cls)}
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in values.items():
         if key not in known:
@@ -174,28 +215,95 @@ def _build(cls: type, values: dict, where: str) -> Any:
                 raise ConfigError(f"config key {where}{key}: expected a mapping, got {value!r}")
             kwargs[key] = _build(type(default), value, f"{where}{key}.")
         else:
-            kwargs[key] = _coerce(value, default, f"{where}{key}")
+            kwargs[key] = _coerce(value, hints[key], f"{where}{key}")
+            _check_range(kwargs[key], f, f"{where}{key}")
     return cls(**kwargs)
 
 
-def _coerce(value: Any, default: Any, key: str) -> Any:
-    if value is None or default is None:
-        return tuple(value) if isinstance(value, list) else value
-    if isinstance(default, bool):
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """``value`` as the annotated type ``hint`` of config key ``key``, or a ConfigError naming the key."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):  # X | None: the config's only unions
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, key)
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join("null" if a is None else repr(a) for a in args)
+            raise ConfigError(f"config key {key}: {value!r}; expected one of {choices}")
+        return value
+    if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"config key {key}: expected true or false, got {value!r}")
         return value
-    if isinstance(default, int) and not isinstance(value, bool) and isinstance(value, int):
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(default, float) and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(default, str) and isinstance(value, str):
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    if hint is str and isinstance(value, str):
         return value
-    if isinstance(default, dict) and isinstance(value, dict):
+    if hint is dict and isinstance(value, dict):
         return value
-    if isinstance(default, tuple) and isinstance(value, list | tuple):
+    if origin is tuple and isinstance(value, list | tuple):
         return tuple(value)
-    raise ConfigError(f"config key {key}: expected {type(default).__name__}, got {value!r}")
+    expected = "list" if origin is tuple else getattr(hint, "__name__", str(hint))
+    raise ConfigError(f"config key {key}: expected {expected}, got {value!r}")
+
+
+def _check_range(value: Any, f: dataclasses.Field, key: str) -> None:
+    if value is None or "range" not in f.metadata:
+        return
+    lo, hi, lo_open, hi_open = f.metadata["range"]
+    if value < lo or (lo_open and value == lo) or value > hi or (hi_open and value == hi):
+        if hi == math.inf:
+            want = f"> {lo:g}" if lo_open else f">= {lo:g}"
+        else:
+            want = f"a value in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        raise ConfigError(f"config key {key}={value!r}: expected {want}")
+
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def _cross_checks(cfg: Config) -> None:
+    """The rules that join several keys."""
+    fe, t, a, p = cfg.frontend, cfg.train, cfg.augment, cfg.prune
+    if fe.win_length > fe.n_fft:
+        raise ConfigError(f"frontend.win_length={fe.win_length}: must not exceed frontend.n_fft={fe.n_fft}")
+    if fe.fmax is not None and fe.fmax <= fe.fmin:
+        raise ConfigError(f"frontend.fmax={fe.fmax}: expected above frontend.fmin={fe.fmin}")
+    if cfg.data.classes is not None and len(set(cfg.data.classes)) != len(cfg.data.classes):
+        dup = sorted({c for c in cfg.data.classes if cfg.data.classes.count(c) > 1})
+        raise ConfigError(f"config key data.classes: {', '.join(map(str, dup))} given more than once")
+    if not _DEVICE.fullmatch(t.device):
+        raise ConfigError(
+            f"config key train.device: {t.device!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        )
+    if t.lr_min > t.lr:
+        raise ConfigError(f"train.lr_min={t.lr_min}: must not exceed train.lr={t.lr}")
+    if a.mixstyle_p > 0 and a.mixstyle_alpha <= 0:
+        raise ConfigError("augment.mixstyle_alpha must be > 0 when augment.mixstyle_p > 0")
+    if p.target > 0:
+        reached = p.start_epoch + max(p.ramp_epochs, 1) - 1
+        if reached > t.epochs:
+            raise ConfigError(
+                f"prune: the ramp from epoch {p.start_epoch} over {p.ramp_epochs} epochs reaches the target at "
+                f"epoch {reached}, after the last epoch {t.epochs}; shorten prune.ramp_epochs or train longer"
+            )
+    binary = bool(cfg.model.params.get("binary", False))
+    if cfg.quantize == "binary" and not binary:
+        raise ConfigError("quantize=binary needs a 1-bit model: set model.params={binary: true}")
+    if binary and cfg.quantize in ("int8", "int8-qat"):
+        raise ConfigError(
+            f"quantize={cfg.quantize} and a 1-bit model (model.params.binary) conflict; pick one"
+        )
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
@@ -227,7 +335,12 @@ def merge_config(base: dict, top: dict) -> dict:
 
 
 def config_from_dict(values: dict) -> Config:
-    return _build(Config, values, "")
+    """A checked Config from a nested mapping (a YAML diff against the defaults)."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"a config is a mapping of sections; got {type(values).__name__}")
+    cfg = _build(Config, values, "")
+    _cross_checks(cfg)
+    return cfg
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -249,8 +362,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def save_config(cfg: Config, path: Path) -> None:
-    from tinyasc.io import atomic_write_text
-
     atomic_write_text(path, yaml.safe_dump(plain(cfg.to_dict()), sort_keys=False))
 
 

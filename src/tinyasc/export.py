@@ -38,12 +38,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinyasc.compress.ship import load_float_artifact, load_stored, normalizer_of
+from tinyasc import artifact
 from tinyasc.config import ConfigError, FrontendConfig
+from tinyasc.data.dataset import prepare_splits
 from tinyasc.frontend import Normalizer
 from tinyasc.io import atomic_write_bytes, atomic_write_json
+from tinyasc.rundir import RunDir
+from tinyasc.storage import EXPORT_PRECISIONS
 
-PRECISIONS = ("float32", "float16", "int8")
+PRECISIONS = tuple(str(p) for p in EXPORT_PRECISIONS)
 # Largest absolute difference of a class probability, onnxruntime against PyTorch, per precision.
 TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "int8": 5e-2}
 INPUT = "logmel"
@@ -74,12 +77,12 @@ def load_float_run(run: str | Path) -> tuple[dict, nn.Module, Normalizer]:
     """The artifact, float model and normaliser of a run's (or a model file's) float weights."""
     path = Path(run)
     if path.is_dir():
-        path = path / "model.pt"
-    art = load_float_artifact(path, "export", "--int8 exports an int8 ONNX model")
+        path = RunDir(path).float_model_path
+    art = artifact.load_float(path, "export", "--int8 exports an int8 ONNX model")
     if art["model_params"].get("binary"):
         raise ExportError(f"{path}: a 1-bit model; ONNX has no packed 1-bit weights (export its float run)")
-    model = load_stored(art)
-    return art, model, normalizer_of(art)
+    model = artifact.load_stored(art)
+    return art, model, artifact.normalizer_of(art)
 
 
 def _torch_export(module: nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -183,9 +186,6 @@ def export_onnx(
     calibration_clips: int = 256,
 ) -> dict:
     """Export ``run`` to ``out`` (.onnx) plus ``out.json``; returns the contract (with the check)."""
-    from tinyasc.evaluate.calibration import load_temperature
-    from tinyasc.train.run import load_run_config
-
     if precision not in PRECISIONS:
         raise ExportError(f"precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
     out = Path(out)
@@ -194,16 +194,14 @@ def export_onnx(
     run = Path(run)
     if not run.is_dir():
         raise ExportError(f"{run}: not a run directory")
-    cfg = load_run_config(run)
+    cfg = RunDir(run).config()
     art, model, norm = load_float_run(run)
-    temperature = load_temperature(run)
+    temperature = RunDir(run).temperature
     fe = FrontendConfig(**art["frontend"])
     half = precision == "float16"
     net = model.half() if half else model
     deploy = Deployable(norm, net, temperature, half=half).eval()
     example = torch.zeros(2, 1, fe.n_mels, fe.frames)
-
-    from tinyasc.data.dataset import prepare_splits
 
     splits = prepare_splits(cfg.data, cfg.frontend)
     test = _features(splits, "evaluate", check_clips)

@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash leaves either the old file or the new one, never half of one."""
+"""Atomic file writes (a crash leaves either the old file or the new one, never half of one) and
+checkpoints loaded without executing code."""
 
 from __future__ import annotations
 
@@ -45,3 +46,24 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or model file that is missing or cannot be read safely."""
+
+
+def save_checkpoint(obj: dict, path: str | Path) -> None:
+    atomic_torch_save(obj, path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load with ``weights_only=True``: tensors and plain containers only, never pickled code."""
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a readable tinyasc checkpoint ({e})") from None

@@ -8,8 +8,11 @@
   fake quantisation and BN folded into the conv during training.
 
 The converted model runs through the real int8 kernels (``torch.ops.quantized``). Modules FX cannot
-trace (BC-ResNet's SubSpectralNorm and ResNorm, which branch on shapes) stay float32 leaf modules: FX
-dequantises before them and quantises after them, and the size report counts their tensors at float32.
+trace declare it themselves with a class attribute ``quantization_leaf = True`` (BC-ResNet's
+SubSpectralNorm and ResNorm, which branch on shapes); they stay float32 leaf modules: FX dequantises
+before them and quantises after them, and the size report counts their tensors at float32. A module that
+offers ``for_quantization()`` is replaced by what it returns before tracing (CP-ResNet's damped conv
+becomes the plain conv of its damped kernel). The quantiser knows no architecture.
 
 Storage (``encode_state``/``decode_state``): the converted model's state dict as plain tensors, each at
 the width it needs: a quantised tensor becomes its int8 values plus float32 scales and integer zero
@@ -46,10 +49,20 @@ def _quiet():
         yield
 
 
-def _non_traceable() -> list[type]:
-    from tinyasc.models.bcresnet import ResNorm, SubSpectralNorm
+def leaf_types(model: nn.Module) -> list[type]:
+    """The module classes of ``model`` that declare ``quantization_leaf``: kept float, not traced."""
+    found = {type(m) for m in model.modules() if getattr(type(m), "quantization_leaf", False)}
+    return sorted(found, key=lambda t: t.__qualname__)
 
-    return [SubSpectralNorm, ResNorm]
+
+def swap_for_quantization(model: nn.Module) -> nn.Module:
+    """Replace, in place, every module that offers ``for_quantization()`` by what it returns (e.g.
+    CP-ResNet's damped conv by the plain conv of its damped kernel, which FX quantises as a module)."""
+    for name, m in list(model.named_modules()):
+        if name and callable(getattr(m, "for_quantization", None)):
+            parent, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, attr, m.for_quantization())
+    return model
 
 
 def prepare(model: nn.Module, example: torch.Tensor, qat: bool = False) -> nn.Module:
@@ -62,8 +75,8 @@ def prepare(model: nn.Module, example: torch.Tensor, qat: bool = False) -> nn.Mo
     from torch.ao.quantization.quantize_fx import prepare_fx, prepare_qat_fx
 
     torch.backends.quantized.engine = BACKEND
-    custom = PrepareCustomConfig().set_non_traceable_module_classes(_non_traceable())
-    model = copy.deepcopy(model).cpu()
+    custom = PrepareCustomConfig().set_non_traceable_module_classes(leaf_types(model))
+    model = swap_for_quantization(copy.deepcopy(model).cpu())
     with _quiet():
         if qat:
             mapping = get_default_qat_qconfig_mapping(BACKEND)

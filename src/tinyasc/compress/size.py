@@ -12,7 +12,7 @@ Batch-norm handling is an explicit choice, printed with every report:
 - ``kept``: BN stored at the same precision as the weights (46,246 x 2 = 92,492 B = 90.3 KB);
 - ``folded``: BN folded into the preceding convolution (the TFLite float16 baseline: 91,980 B).
 
-Stored int8 and 1-bit models (compress/ship.py) are counted the same way, tensor by tensor as stored:
+Stored int8 and 1-bit model files (tinyasc/artifact.py) are counted the same way, tensor by tensor as stored:
 int8 weights at 1 byte, their float32 scales and narrow integer zero points, and packed sign bits
 (``name::bits``, uint8), which count in full since a zero byte holds eight weights, not pruned values.
 """

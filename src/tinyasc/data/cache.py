@@ -16,8 +16,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from tinyasc.config import FrontendConfig, config_hash
+from tinyasc.data.audio import load_clip
+from tinyasc.frontend import LogMel
 from tinyasc.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -46,20 +49,12 @@ _worker_frontend = None
 
 
 def _init_worker(cfg: FrontendConfig) -> None:
-    import torch
-
-    from tinyasc.frontend import LogMel
-
     global _worker_frontend
     torch.set_num_threads(1)
     _worker_frontend = (cfg, LogMel(cfg))
 
 
 def _features(paths: list[str]) -> np.ndarray:
-    import torch
-
-    from tinyasc.data.audio import load_clip
-
     cfg, frontend = _worker_frontend
     audio = np.stack([load_clip(p, cfg.sample_rate, cfg.clip_samples) for p in paths])
     with torch.no_grad():
@@ -125,8 +120,6 @@ def cached_features(
 
 
 def _waveforms(args: tuple[list[str], int, int]) -> np.ndarray:
-    from tinyasc.data.audio import load_clip
-
     paths, sample_rate, n_samples = args
     return np.stack([load_clip(p, sample_rate, n_samples) for p in paths]).astype(np.float16)
 

@@ -15,22 +15,18 @@ seen-device validation data is therefore unsafe under device shift; ``allow_shar
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
 from tinyasc.data.cache import cached_features
-from tinyasc.data.dataset import cached_clips, load_index, training_clips
+from tinyasc.data.dataset import batches, cached_clips, load_index, training_clips
 from tinyasc.data.index import validation_split
-from tinyasc.evaluate.predict import load_model
-from tinyasc.io import atomic_write_json
+from tinyasc.rundir import RunDir
 from tinyasc.train.loop import predict_logits
-from tinyasc.train.run import load_run_config
-
-CALIBRATION_FILE = "calibration.json"
 
 
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
@@ -50,23 +46,11 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, lower: float = 0.05)
     return float(np.exp(res.x))
 
 
-def load_temperature(path: str | Path) -> float:
-    """The temperature stored with a run (or beside a model file); 1.0 when the run is not calibrated."""
-    path = Path(path)
-    run_dir = path if path.is_dir() else path.parent
-    f = run_dir / CALIBRATION_FILE
-    return float(json.loads(f.read_text())["temperature"]) if f.exists() else 1.0
-
-
 def calibrate_run(run_dir: str | Path, allow_sharpening: bool = False, progress: bool = False) -> dict:
     """Fit T on the run's validation split with its shipped model; store and return the record."""
-    import torch
-
-    from tinyasc.data.dataset import batches
-
-    run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
-    lm = load_model(run_dir)
+    run = RunDir(run_dir)
+    cfg = run.config()
+    lm = run.load_model()
     index = load_index(cfg.data)
     _, val = validation_split(
         training_clips(index, cfg.data), cfg.data.validation_fraction, cfg.data.validation_seed
@@ -92,5 +76,5 @@ def calibrate_run(run_dir: str | Path, allow_sharpening: bool = False, progress:
         "validation_logloss_before": nll(logits, labels, 1.0),
         "validation_logloss_after": nll(logits, labels, t),
     }
-    atomic_write_json(run_dir / CALIBRATION_FILE, record)
+    run.save_calibration(record)
     return record

@@ -26,6 +26,7 @@ import torch
 from tinyasc.config import FrontendConfig
 from tinyasc.data.audio import AudioError, read_audio, resample
 from tinyasc.evaluate.predict import LoadedModel
+from tinyasc.frontend import LogMel
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +108,6 @@ _worker = None
 
 
 def _init(cfg: FrontendConfig, window_s: float, hop_s: float) -> None:
-    from tinyasc.frontend import LogMel
-
     global _worker
     torch.set_num_threads(1)
     _worker = (cfg, LogMel(cfg), window_s, hop_s)

@@ -136,7 +136,8 @@ def confusion_png(cm: np.ndarray, classes: tuple[str, ...], path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def write_reports(out_dir: Path, metrics: dict, classes: tuple[str, ...], title: str) -> None:
-    atomic_write_json(out_dir / "metrics.json", metrics)
-    confusion_png(np.array(metrics["confusion"]), classes, out_dir / "confusion.png")
-    atomic_write_text(out_dir / "report.md", markdown_report(metrics, title))
+def write_reports(paths: dict[str, Path], metrics: dict, classes: tuple[str, ...], title: str) -> None:
+    """metrics.json, confusion.png and report.md at ``paths`` (``RunDir.report_paths``)."""
+    atomic_write_json(paths["metrics"], metrics)
+    confusion_png(np.array(metrics["confusion"]), classes, paths["confusion"])
+    atomic_write_text(paths["report"], markdown_report(metrics, title))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +9,12 @@ import numpy as np
 from tinyasc.data.cache import cached_features
 from tinyasc.data.dataset import cached_clips, load_index
 from tinyasc.data.index import DataError, _read_rows
-from tinyasc.data.tau import DEVICE_GROUPS, EVAL_DEVICE_GROUPS, FileNameError, parse_filename
-from tinyasc.evaluate.calibration import load_temperature
+from tinyasc.data.tau import DEVICE_GROUPS, EVAL_DEVICE_GROUPS, SCENES, FileNameError, parse_filename
 from tinyasc.evaluate.metrics import breakdown, log_loss
-from tinyasc.evaluate.predict import feature_logits, load_model, softmax
+from tinyasc.evaluate.predict import feature_logits, softmax
 from tinyasc.evaluate.report import format_output_csv, read_output_csv, write_reports
 from tinyasc.io import atomic_write_text
-from tinyasc.train.run import load_run_config
+from tinyasc.rundir import RunDir
 
 
 def _groups_for(devices: list[str]) -> dict:
@@ -29,9 +27,9 @@ def _groups_for(devices: list[str]) -> dict:
 
 def evaluate_run(run_dir: str | Path, progress: bool = False) -> dict:
     """Predict fold1_evaluate with the run's shipped model; write metrics.json, report.md, confusion.png, output.csv."""
-    run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
-    lm = load_model(run_dir)
+    run = RunDir(run_dir)
+    cfg = run.config()
+    lm = run.load_model()
     index = load_index(cfg.data)
     clips = index.split("evaluate")
     if not clips:
@@ -41,7 +39,7 @@ def evaluate_run(run_dir: str | Path, progress: bool = False) -> dict:
     paths = [index.path(c) for c in cached]
     feats = cached_features(lm.frontend, paths, cfg.data.cache_dir, cfg.data.workers, progress)
     logits = feature_logits(lm, feats, np.arange(len(cached) - len(clips), len(cached)))
-    temperature = load_temperature(run_dir)
+    temperature = run.temperature
     probs = softmax(logits, temperature)
     y = np.array([lm.classes.index(c.scene) for c in clips])
     devices = [c.device for c in clips]
@@ -50,17 +48,16 @@ def evaluate_run(run_dir: str | Path, progress: bool = False) -> dict:
     if temperature != 1.0:  # the calibration's effect on the test split, reported beside it
         raw = softmax(logits)
         metrics["uncalibrated"] = {"logloss": log_loss(y, raw), "accuracy": metrics["overall"]["accuracy"]}
-    size = json.loads((run_dir / "size.json").read_text()) if (run_dir / "size.json").exists() else {}
+    size = run.size()
     metrics.update(
         model=cfg.model.name,
         storage=lm.storage,
         size_bytes=size.get("nonzero_bytes"),
         model_file=lm.path.name,
     )
-    atomic_write_text(
-        run_dir / "output.csv", format_output_csv([c.filename for c in clips], probs, lm.classes)
-    )
-    write_reports(run_dir, metrics, lm.classes, f"Evaluation of {run_dir.name} on fold1_evaluate")
+    paths = run.report_paths
+    atomic_write_text(paths["output"], format_output_csv([c.filename for c in clips], probs, lm.classes))
+    write_reports(paths, metrics, lm.classes, f"Evaluation of {run.path.name} on fold1_evaluate")
     return metrics
 
 
@@ -79,8 +76,6 @@ def _reference_devices(path: Path, header: list[str], rows) -> dict[str, str]:
 
 def score(output_csv: str | Path, reference_csv: str | Path, classes: tuple[str, ...] | None = None) -> dict:
     """Score a DCASE-format output file against ``filename<TAB>scene_label`` [``source_label``]."""
-    from tinyasc.data.tau import SCENES
-
     classes = classes or SCENES
     reference_csv = Path(reference_csv)
     rows = _read_rows(reference_csv, ["filename", "scene_label"])

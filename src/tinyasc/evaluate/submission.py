@@ -15,7 +15,6 @@ run's evaluation on fold1_evaluate; ``model_size`` is the non-zero bytes of the 
 from __future__ import annotations
 
 import io
-import json
 import re
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -24,8 +23,12 @@ import numpy as np
 import yaml
 
 from tinyasc.compress.size import LIMIT_BYTES
+from tinyasc.data.index import load_tau
 from tinyasc.data.tau import DEV_DEVICES, SCENES
+from tinyasc.evaluate.infer import predict_files
+from tinyasc.evaluate.report import format_output_csv
 from tinyasc.io import atomic_write_bytes, atomic_write_text
+from tinyasc.rundir import RunDir
 
 LABEL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*_[A-Za-z0-9-]+_task1a_[1-4]$")
 PROB_SUM_TOLERANCE = 1e-3
@@ -246,32 +249,23 @@ def write_submission(
     workers: int = 2,
 ) -> Path:
     """Predict the evaluation set with the run's shipped model and write the checked package."""
-    from tinyasc.data.index import load_tau
-    from tinyasc.evaluate.calibration import load_temperature
-    from tinyasc.evaluate.infer import predict_files
-    from tinyasc.evaluate.predict import load_model
-    from tinyasc.evaluate.report import format_output_csv
-
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    run, out_dir = RunDir(run_dir), Path(out_dir)
     errors = check_label(label)
-    for name in ("size.json", "metrics.json"):
-        if not (run_dir / name).exists():
-            hint = "tinyasc evaluate RUN_DIR" if name == "metrics.json" else "a finished tinyasc train"
-            errors.append(f"{run_dir / name}: missing; run {hint} first")
+    size, metrics = run.size(), run.evaluation()
+    if not size:
+        errors.append(f"{run / run.SIZE_JSON}: missing; run a finished tinyasc train first")
+    if not metrics:
+        errors.append(f"{run / run.EVALUATION}: missing; run tinyasc evaluate RUN_DIR first")
     meta_path = Path(meta_path)
     if not meta_path.exists():
         errors.append(f"{meta_path}: meta file not found (submission: name, abbreviation, authors)")
     if errors:
         raise SubmissionError("\n".join(errors))
     user = yaml.safe_load(meta_path.read_text()) or {}
-    size = json.loads((run_dir / "size.json").read_text())
-    metrics = json.loads((run_dir / "metrics.json").read_text())
     index = load_tau(eval_root)
     clips = index.split("test") if index.kind == "tau-evaluation" else index.split("evaluate")
-    lm = load_model(run_dir)
-    results = predict_files(
-        lm, [index.path(c) for c in clips], workers=workers, temperature=load_temperature(run_dir)
-    )
+    lm = run.load_model()
+    results = predict_files(lm, [index.path(c) for c in clips], workers=workers, temperature=run.temperature)
     failed = [f"{r.path}: {r.error}" for r in results if r.error]
     if failed:
         raise SubmissionError("evaluation files that could not be predicted:\n" + "\n".join(failed[:10]))

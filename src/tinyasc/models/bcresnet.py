@@ -34,6 +34,9 @@ from tinyasc.models.layers import FRONTEND_256, ASCModel, register_variants
 class SubSpectralNorm(nn.Module):
     """Batch norm per frequency sub-band: (B, C, F, T) -> (B, C*S, F/S, T) -> BN(C*S) -> back."""
 
+    # Graph quantisation cannot trace the shape-dependent reshape: int8 keeps it a float32 leaf module.
+    quantization_leaf = True
+
     def __init__(self, channels: int, sub_bands: int, eps: float = 1e-5):
         super().__init__()
         self.sub_bands = sub_bands
@@ -50,6 +53,8 @@ class SubSpectralNorm(nn.Module):
 
 class ResNorm(nn.Module):
     """lambda * x + instance frequency-wise normalisation of x (statistics over channels and time)."""
+
+    quantization_leaf = True  # shape-dependent statistics: int8 keeps it a float32 leaf module
 
     def __init__(self, lam: float = 0.1, eps: float = 1e-5):
         super().__init__()

@@ -47,6 +47,25 @@ class Conv2dDamped(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.weight * self.damping, self.bias)
 
+    def for_quantization(self) -> nn.Conv2d:
+        """The plain convolution with the damped kernel, which graph quantisation turns into an int8
+        conv (the damping is a fixed mask, so inference is unchanged)."""
+        conv = nn.Conv2d(
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            self.bias is not None,
+        )
+        with torch.no_grad():
+            conv.weight.copy_(self.weight * self.damping)
+            if self.bias is not None:
+                conv.bias.copy_(self.bias)
+        return conv.train(self.training)
+
 
 class BasicBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, k1: int, k2: int, groups: int, damped: bool):

@@ -50,47 +50,24 @@ def register_model(
     return wrap
 
 
-def _ensure_loaded() -> None:
-    # Importing the model modules registers them; kept lazy so importing the registry is cheap.
-    from tinyasc.models import (  # noqa: F401
-        baseline,
-        bcresnet,
-        cpresnet,
-        inception,
-        mobilenet,
-        resnet,
-        separable,
-    )
-
-
 def list_models() -> list[str]:
-    _ensure_loaded()
     return sorted(_REGISTRY)
 
 
 def get_model_info(name: str) -> ModelInfo:
-    _ensure_loaded()
     if name not in _REGISTRY:
         raise KeyError(f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
 
 
 def create_model(name: str, n_classes: int = 10, **params) -> nn.Module:
-    """Build a registered model; ``binary=True`` (with optional ``binary_keep`` layer names and
-    ``binary_scale``) makes its conv and linear layers 1-bit (models/binary.py)."""
+    """Build a registered model with its architecture ``params`` (1-bit weights are a compression
+    applied on top: ``tinyasc.artifact.build_model``)."""
     info = get_model_info(name)
-    binary = params.pop("binary", False)
-    keep = params.pop("binary_keep", None)
-    scale = params.pop("binary_scale", "he")
     try:
-        model = info.builder(n_classes=n_classes, **params)
+        return info.builder(n_classes=n_classes, **params)
     except TypeError as e:
         raise ValueError(f"model {name!r}: bad model.params {params} ({e})") from None
-    if binary:
-        from tinyasc.models.binary import binarize
-
-        model.binary_layers = binarize(model, tuple(keep) if keep is not None else None, scale)
-    return model
 
 
 class InputShapeError(ValueError):

@@ -17,12 +17,12 @@ def train_one_epoch(
     recipe: nn.Module,
     bar=None,
     extras: dict[str, np.ndarray] | None = None,
-    pruner=None,
+    hooks=(),
 ) -> dict:
     """One pass; ``recipe(model, x, y, **extras) -> (loss, logits)`` (train/recipe.py) applies the
     augmentation and the loss, plain cross-entropy when none is configured. ``extras`` (e.g. teacher
     logits) are per-clip arrays aligned with the rows ``batch_iter`` walks; the recipe gets their rows of
-    each batch as tensors."""
+    each batch as tensors. Each of ``hooks`` (train/hooks.py) acts after every optimiser step."""
     model.train()
     recipe.train()
     total, correct, loss_sum = 0, 0, 0.0
@@ -36,9 +36,8 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if pruner is not None:
-            pruner.apply()  # pruned weights stay exactly zero
-        recipe.after_step(model)
+        for hook in hooks:
+            hook.after_step(model)
         n = len(y)
         total += n
         loss_sum += loss.item() * n

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -11,7 +9,7 @@ from torch import nn
 from tinyasc.augment.mixup import mixup
 from tinyasc.augment.spectrogram import FreqMixStyle, FreqShift, SpecAugment
 from tinyasc.augment.waveform import DeviceIR, Gain, TimeRoll, load_irs, procedural_irs
-from tinyasc.config import AugmentConfig, ConfigError, FrontendConfig, TrainConfig
+from tinyasc.config import AugmentConfig, FrontendConfig, TrainConfig
 from tinyasc.frontend import LogMel
 from tinyasc.train.objectives import consistency_loss, distillation_loss, make_loss, soft_targets
 
@@ -30,11 +28,9 @@ class BatchRecipe(nn.Module):
         aug: AugmentConfig,
         train: TrainConfig,
         n_classes: int,
-        student: nn.Module | None = None,
         frontend: FrontendConfig | None = None,
     ):
         super().__init__()
-        check_augment(aug, train)
         self.n_classes = n_classes
         stages: list[nn.Module] = []
         if aug.freq_shift > 0:
@@ -56,8 +52,8 @@ class BatchRecipe(nn.Module):
         self.plain = train.loss == "ce" and not self.smoothing and not self.mixup_alpha
         self.loss_fn = make_loss(train.loss, train.focal_gamma)
         self.kd_weight, self.kd_temperature = train.kd_weight, train.kd_temperature
-        self.mt_weight, self.mt_decay = train.mean_teacher_weight, train.mean_teacher_decay
-        self.ema: nn.Module | None = None
+        self.mt_weight = train.mean_teacher_weight
+        self.ema: nn.Module | None = None  # the mean teacher (train/hooks.py MeanTeacher), when on
         self.translate: nn.Module | None = None
         self.logmel: nn.Module | None = None  # set when training reads waveforms
         if aug.waveform:
@@ -74,12 +70,6 @@ class BatchRecipe(nn.Module):
                 )
                 self.dir = DeviceIR(irs, aug.dir_p)
             self.logmel = LogMel(frontend)
-        if train.mean_teacher_weight > 0:
-            if student is None:
-                raise ValueError("a mean teacher needs the student model")
-            self.ema = copy.deepcopy(student).eval()
-            for p in self.ema.parameters():
-                p.requires_grad_(False)
 
     def features(self, wave: torch.Tensor, is_reference: torch.Tensor | None = None) -> torch.Tensor:
         """Waveform batch (B, samples) -> augmented log-mel (B, 1, n_mels, frames), not normalised.
@@ -92,6 +82,9 @@ class BatchRecipe(nn.Module):
 
     def set_device_translation(self, module: nn.Module) -> None:
         self.translate = module
+
+    def set_mean_teacher(self, ema: nn.Module) -> None:
+        self.ema = ema
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -133,53 +126,3 @@ class BatchRecipe(nn.Module):
                 ema_p = F.softmax(self.ema(x).float(), dim=1)
             loss = loss + self.mt_weight * consistency_loss(logits, ema_p)
         return loss, logits
-
-    @torch.no_grad()
-    def after_step(self, model: nn.Module) -> None:
-        """Move the mean teacher toward the student (exponential moving average of the weights)."""
-        if self.ema is None:
-            return
-        for e, p in zip(self.ema.state_dict().values(), model.state_dict().values(), strict=True):
-            if e.dtype.is_floating_point:
-                e.mul_(self.mt_decay).add_(p.detach(), alpha=1 - self.mt_decay)
-            else:
-                e.copy_(p)
-
-
-def check_augment(aug: AugmentConfig, train: TrainConfig) -> None:
-    for key in (
-        "specaugment_freq_masks",
-        "specaugment_freq_width",
-        "specaugment_time_masks",
-        "specaugment_time_width",
-        "freq_shift",
-    ):
-        if getattr(aug, key) < 0:
-            raise ConfigError(f"augment.{key}={getattr(aug, key)}: expected >= 0")
-    if not 0 <= aug.dir_p <= 1:
-        raise ConfigError(f"augment.dir_p={aug.dir_p}: expected a probability in [0, 1]")
-    if aug.roll_max_seconds < 0 or aug.gain_db < 0 or aug.dir_count < 1:
-        raise ConfigError("augment.roll_max_seconds and augment.gain_db must be >= 0, augment.dir_count >= 1")
-    if not 0 <= aug.device_translation_p <= 1:
-        raise ConfigError(
-            f"augment.device_translation_p={aug.device_translation_p}: expected a probability in [0, 1]"
-        )
-    if not 0 <= aug.mixstyle_p <= 1:
-        raise ConfigError(f"augment.mixstyle_p={aug.mixstyle_p}: expected a probability in [0, 1]")
-    for key in ("mixstyle_alpha", "mixup_alpha"):
-        if getattr(aug, key) < 0:
-            raise ConfigError(f"augment.{key}={getattr(aug, key)}: expected >= 0")
-    if aug.mixstyle_p > 0 and aug.mixstyle_alpha <= 0:
-        raise ConfigError("augment.mixstyle_alpha must be > 0 when augment.mixstyle_p > 0")
-    if train.loss not in ("ce", "focal"):
-        raise ConfigError(f"train.loss: {train.loss!r}; expected 'ce' or 'focal'")
-    if not 0 <= train.label_smoothing < 1:
-        raise ConfigError(f"train.label_smoothing={train.label_smoothing}: expected a value in [0, 1)")
-    if not 0 <= train.kd_weight <= 1:
-        raise ConfigError(f"train.kd_weight={train.kd_weight}: expected a value in [0, 1]")
-    if train.kd_temperature <= 0:
-        raise ConfigError(f"train.kd_temperature={train.kd_temperature}: expected > 0")
-    if train.mean_teacher_weight < 0 or not 0 < train.mean_teacher_decay < 1:
-        raise ConfigError("train.mean_teacher_weight must be >= 0 and train.mean_teacher_decay in (0, 1)")
-    if train.focal_gamma < 0:
-        raise ConfigError(f"train.focal_gamma={train.focal_gamma}: expected >= 0")

@@ -6,7 +6,6 @@ of about a minute that exercises every step on a tiny corpus.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 from tinyasc.config import load_config
 from tinyasc.data.synth import SynthSpec, write_corpus
 from tinyasc.evaluate.run import evaluate_run
+from tinyasc.rundir import RunDir
 from tinyasc.train.run import fit
 
 # (files per class and device, epochs, select_after): the default is sized to learn well within
@@ -48,7 +48,7 @@ def run_demo(workdir: Path, quick: bool = False, workers: int = 2) -> int:
     )
     print(f"[2/4] training the DCASE 2021 baseline for {plan['epochs']} epochs", flush=True)
     res = fit(cfg, run_dir, progress=True)
-    size = json.loads((run_dir / "size.json").read_text())
+    size = RunDir(run_dir).size()
     print(
         f"[3/4] float16 model: {size['bytes']:,} bytes ({size['nonzero_bytes']:,} non-zero), "
         f"{'fits' if size['fits'] else 'exceeds'} the 128,000-byte limit",
@@ -64,6 +64,6 @@ def run_demo(workdir: Path, quick: bool = False, workers: int = 2) -> int:
     )
     for g, s in m["group_wise"].items():
         print(f"  {g:7s} devices: accuracy {100 * s['accuracy']:.1f}%, log loss {s['logloss']:.3f}")
-    print(f"report: {run_dir / 'report.md'}")
+    print(f"report: {RunDir(run_dir).report_paths['report']}")
     print(f"demo finished in {time.time() - t0:.0f} s")
     return 0

@@ -10,22 +10,23 @@ stored by file name with a record of the teachers, their configs and validation 
 from __future__ import annotations
 
 import datetime
-import json
 from pathlib import Path
 
 import numpy as np
 
+from tinyasc import artifact
 from tinyasc.config import Config, ConfigError, plain
 from tinyasc.data.cache import cached_features
 from tinyasc.data.dataset import cached_clips, load_index, training_clips
 from tinyasc.distill.logits import save_logits
-from tinyasc.evaluate.predict import feature_logits, load_model
+from tinyasc.evaluate.predict import feature_logits
+from tinyasc.rundir import RunDir
 from tinyasc.train.run import fit
 
 
-def teacher_logits(run_dir: Path, cfg: Config, progress: bool = False) -> tuple[list, tuple, np.ndarray]:
+def teacher_logits(run: RunDir, cfg: Config, progress: bool = False) -> tuple[list, tuple, np.ndarray]:
     """(training-fold clips, classes, logits) of one trained run, float32 model."""
-    lm = load_model(run_dir / "model.pt")
+    lm = artifact.load_model(run.float_model_path)
     index = load_index(cfg.data)
     clips = training_clips(index, cfg.data)
     cached = cached_clips(index, cfg.data)  # the run's own cache entry: training fold, then evaluate
@@ -43,21 +44,21 @@ def train_teachers(configs: list[Config], out: str | Path, progress: bool = True
         raise ConfigError(f"teachers must share one dataset (data.root); got {sorted(roots)}")
     members, all_logits, names, labels, classes = [], [], None, None, None
     for k, cfg in enumerate(configs):
-        run_dir = out / f"teacher_{k}"
-        if not (run_dir / "model.pt").exists():
-            fit(cfg, run_dir, resume=(run_dir / "last.pt").exists(), progress=progress)
-        clips, cls, logits = teacher_logits(run_dir, cfg, progress)
+        run = RunDir(out / f"teacher_{k}")
+        if not run.float_model_path.exists():
+            fit(cfg, run.path, resume=run.has_checkpoint, progress=progress)
+        clips, cls, logits = teacher_logits(run, cfg, progress)
         files = [c.filename for c in clips]
         if names is None:
             names, classes = files, cls
             labels = np.array([cls.index(c.scene) for c in clips])
         elif files != names or cls != classes:
-            raise ConfigError(f"{run_dir}: its training fold or classes differ from teacher_0's")
+            raise ConfigError(f"{run.path}: its training fold or classes differ from teacher_0's")
         all_logits.append(logits)
-        best = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+        best = run.metrics()[-1]
         members.append(
             {
-                "run_dir": str(run_dir),
+                "run_dir": str(run.path),
                 "model": cfg.model.name,
                 "config_hash": cfg.hash(),
                 "config": plain(cfg.to_dict()),

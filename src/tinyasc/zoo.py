@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tinyasc.compress.macs import count_macs
 from tinyasc.compress.size import LIMIT_BYTES, model_size
-from tinyasc.models.registry import create_model, get_model_info, list_models
+from tinyasc.models import create_model, get_model_info, list_models
 
 
 def model_row(name: str) -> dict:

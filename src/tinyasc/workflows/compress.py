@@ -15,7 +15,7 @@ so the zeros are permanent, then stores at the chain's storage step (default: th
 the source's config, recipe and data, ``--epochs`` at ``--lr`` with cosine decay, the best validation
 accuracy among the epochs at the target sparsity); the others write the stored model directly.
 
-The new run is built in ``NEW.partial`` and renamed to ``NEW`` when complete (model file, size report,
+The new run is built in ``NEW.partial`` (``RunDir.staging``) and renamed to ``NEW`` when complete (model file, size report,
 ``compress.json``, and the evaluation on fold1_evaluate unless ``evaluate=False``); the source run is
 only read. An interrupted fine-tune continues with ``resume=True``.
 """
@@ -30,27 +30,17 @@ from pathlib import Path
 
 import torch
 
+from tinyasc import artifact
 from tinyasc.compress.prune import prunable
-from tinyasc.compress.ship import load_float_artifact, load_stored, normalizer_of, storage_of
 from tinyasc.compress.size import model_size
-from tinyasc.config import (
-    Config,
-    ConfigError,
-    config_from_dict,
-    merge_config,
-    parse_overrides,
-    plain,
-    save_config,
-)
-from tinyasc.io import atomic_write_json
+from tinyasc.config import Config, ConfigError, config_from_dict, merge_config, parse_overrides, plain
+from tinyasc.data.dataset import prepare_splits
+from tinyasc.evaluate.run import evaluate_run
+from tinyasc.rundir import RunDir
+from tinyasc.storage import COMPRESS_STEPS, shipped_storage
+from tinyasc.train.run import calibration_batches, fit
 
-STORAGE_STEPS = {
-    "float32": "float32",
-    "float16": "float16",
-    "int8-ptq": "int8",
-    "int8-qat": "int8-qat",
-    "binary": "binary",
-}
+STORAGE_STEPS = COMPRESS_STEPS  # --method storage step -> the config's quantize value
 TRAINING_STEPS = ("prune", "int8-qat")
 
 
@@ -172,14 +162,14 @@ def compress_run(
     progress: bool = True,
 ) -> dict:
     """Compress the run at ``source`` into the new run ``out``; returns ``compress.json``'s content."""
-    from tinyasc.train.run import load_run_config
-
     o = options or CompressOptions()
-    source, out = Path(source), Path(out)
-    if not (source / "config.yaml").exists() or not (source / "model.pt").exists():
-        raise CompressError(f"{source}: not a finished tinyasc run (needs config.yaml and model.pt)")
-    src_cfg = load_run_config(source)
-    art = load_float_artifact(source / "model.pt", "compress", "a quantisation-aware run ships int8 already")
+    src, source, out = RunDir(source), Path(source), Path(out)
+    if not src.is_run:
+        raise CompressError(
+            f"{source}: not a finished tinyasc run (needs {src.CONFIG} and {src.float_model_path.name})"
+        )
+    src_cfg = src.config()
+    art = artifact.load_float(src.float_model_path, "compress", "a quantisation-aware run ships int8 already")
     prune, step = parse_method(method)
     if step is None:  # prune alone ships as the source did
         step = {"int8": "int8-ptq"}.get(src_cfg.quantize, src_cfg.quantize)
@@ -200,7 +190,8 @@ def compress_run(
         )
     if out.resolve() == source.resolve():
         raise CompressError("--out must differ from the source run")
-    partial = out.with_name(out.name + ".partial")
+    staged = RunDir(out).staging()
+    partial = staged.path
     if partial.exists() and not resume:
         raise CompressError(
             f"{partial}: an interrupted compression; pass --resume to continue it or delete the folder"
@@ -211,12 +202,12 @@ def compress_run(
     record: dict = {
         "source": str(source.resolve()),
         "method": method,
-        "storage": storage_of(quantize),
+        "storage": str(shipped_storage(quantize)),
         "trained": trains,
     }
     if o.calibration_clips is not None:
         values["calibration_clips"] = o.calibration_clips
-    model = load_stored(art)
+    model = artifact.load_stored(art)
     if prune:
         if o.target is None:
             o.target = sparsity_for_bytes(model, quantize, o.target_bytes, tuple(o.exclude))
@@ -227,7 +218,7 @@ def compress_run(
         lr = o.lr or src_cfg.train.lr / 10
         train = dict(values["train"])
         train.update(
-            init_from=str((source / "model.pt").resolve()),
+            init_from=str(src.float_model_path.resolve()),
             epochs=epochs,
             lr=lr,
             schedule="cosine",
@@ -264,47 +255,33 @@ def compress_run(
 
     t0 = time.time()
     if trains:
-        from tinyasc.train.run import fit
-
-        fit(cfg, partial, resume=resume and (partial / "last.pt").exists(), progress=progress)
+        fit(cfg, partial, resume=resume and staged.has_checkpoint, progress=progress)
     else:
-        _post_training(cfg, art, model, partial)
+        _post_training(cfg, art, model, staged)
     record["seconds"] = round(time.time() - t0, 1)
-    record["size"] = _json(partial / "size.json")
-    src_size = _json(source / "size.json")
-    record["source_size_bytes"] = src_size.get("nonzero_bytes")
+    record["size"] = staged.size()
+    record["source_size_bytes"] = src.size().get("nonzero_bytes")
     if evaluate:
-        from tinyasc.evaluate.run import evaluate_run
-
         m = evaluate_run(partial, progress=progress)
         record["evaluation"] = {
             "accuracy": m["overall"]["accuracy"],
             "logloss": m["overall"]["logloss"],
             "unseen_accuracy": m.get("group_wise", {}).get("unseen", {}).get("accuracy"),
         }
-    atomic_write_json(partial / "compress.json", record)
+    staged.save_compress_record(record)
     partial.rename(out)
     record["out"] = str(out)
     return record
 
 
-def _post_training(cfg: Config, art: dict, model: torch.nn.Module, run_dir: Path) -> None:
+def _post_training(cfg: Config, art: dict, model: torch.nn.Module, run: RunDir) -> None:
     """Store a trained float model at ``cfg.quantize`` without training (float16, int8 PTQ, binary pack)."""
-    from tinyasc.data.dataset import prepare_splits
-    from tinyasc.train.checkpoint import save_checkpoint
-    from tinyasc.train.run import calibration_batches, write_shipped_model
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
-    save_checkpoint(art, run_dir / "model.pt")
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.save_config(cfg)
+    run.save_float_model(art)
     calibration = None
     if cfg.quantize == "int8":
         splits = prepare_splits(cfg.data, cfg.frontend)
-        calibration = calibration_batches(splits.features, splits.rows(splits.train), normalizer_of(art), cfg)
-    write_shipped_model(run_dir, art, model, cfg.quantize, calibration)
-
-
-def _json(path: Path) -> dict:
-    import json
-
-    return json.loads(path.read_text()) if path.exists() else {}
+        rows = splits.rows(splits.train)
+        calibration = calibration_batches(splits.features, rows, artifact.normalizer_of(art), cfg)
+    run.ship(art, model, cfg.quantize, calibration)

@@ -1,0 +1,247 @@
+"""The model file: one format for every storage, saved and loaded without executing code.
+
+A tinyasc model file (``format: tinyasc-model-1``) is a dict of plain values and tensors that
+``torch.load(weights_only=True)`` reads: the model's registered name and ``model.params``, classes,
+frontend, band normalisation (``norm_mean``/``norm_std``), the selected epoch, ``storage`` (the
+``tinyasc.storage.Storage`` vocabulary) and ``state``, the tensors exactly as stored, which the DCASE
+2021 size report counts (non-zero values times the bytes of each tensor's dtype). Storages:
+
+- ``float32``: the trained weights (a run's ``model.pt``).
+- ``float16``: conv/linear tensors float16, batch norm float32 (the Keras baseline).
+- ``int8``: the FX int8 graph after post-training static quantisation or quantisation-aware training
+  (``compress/int8.py``: int8 weights, float32 scales, narrow integer zero points, float32 biases and
+  any layer left float), with the ``int8`` record needed to rebuild the graph.
+- ``binary``: packed sign bits and per-layer scales of the 1-bit layers (``compress/binary.py``), the
+  kept layers float16, batch norm float32, with the ``binary`` record of the packed layers.
+- ``qat``: a quantisation-aware training run's fake-quantised float model; what ships is its int8
+  conversion.
+
+Loading rebuilds the registered architecture and loads the stored tensors into it; nothing in a file
+is unpickled code. Where a model file lives in a run is ``rundir.py``'s business, not this module's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tinyasc.compress import binary, int8
+from tinyasc.compress.quantize import load_as_stored, quantize_float16
+from tinyasc.compress.size import SizeReport, count_tensors, example_input
+from tinyasc.config import FrontendConfig, plain
+from tinyasc.frontend import Normalizer
+from tinyasc.io import CheckpointError, load_checkpoint, save_checkpoint
+from tinyasc.models import create_model
+from tinyasc.storage import Storage, shipped_storage
+
+FORMAT = "tinyasc-model-1"
+
+# How each storage treats batch norm, printed in its size report.
+BN_MODES = {
+    Storage.FLOAT32: "kept",
+    Storage.FLOAT16: "kept-float32",
+    Storage.INT8: "folded into the conv (float32 where no conv feeds it)",
+    Storage.BINARY: "kept-float32",
+    Storage.QAT: "kept",
+}
+
+
+class ModelFileError(ValueError):
+    """A model file or stored form that cannot be written or rebuilt as asked."""
+
+
+def new_artifact(
+    model_name: str,
+    model_params: dict,
+    classes: Iterable[str],
+    frontend: FrontendConfig,
+    norm: Normalizer,
+    best_epoch: int,
+    storage: Storage,
+    state: dict[str, torch.Tensor],
+) -> dict:
+    """The model-file dict of a trained model (tensors moved to the CPU)."""
+    return {
+        "format": FORMAT,
+        "model_name": model_name,
+        "model_params": plain(dict(model_params)),
+        "classes": list(classes),
+        "frontend": asdict(frontend),
+        "norm_mean": norm.mean.detach().cpu(),
+        "norm_std": norm.std.detach().cpu(),
+        "best_epoch": best_epoch,
+        "storage": str(storage),
+        "state": {k: v.detach().cpu() for k, v in state.items()},
+    }
+
+
+def save(art: dict, path: str | Path) -> None:
+    save_checkpoint(art, path)
+
+
+def load(path: str | Path) -> dict:
+    """A model file's dict; refuses anything that is not a tinyasc model file."""
+    art = load_checkpoint(path)
+    if art.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a tinyasc model file (format {art.get('format')!r})")
+    return art
+
+
+def storage_of(art: dict) -> Storage:
+    try:
+        return Storage(art["storage"])
+    except ValueError:
+        raise ModelFileError(f"unknown storage {art['storage']!r} in a model file") from None
+
+
+def load_float(path: str | Path, purpose: str, hint: str = "") -> dict:
+    """A model file holding float weights (float32 or float16), for ``purpose`` to start from."""
+    art = load(path)
+    if art.get("storage") not in (Storage.FLOAT32, Storage.FLOAT16):
+        raise ModelFileError(
+            f"{path}: stored as {art.get('storage')}; {purpose} starts from float weights (model.pt of a run)"
+            + (f"; {hint}" if hint else "")
+        )
+    return art
+
+
+def build_model(name: str, n_classes: int, params: dict) -> nn.Module:
+    """A registered model with ``model.params``; the 1-bit options binarize it (weights not loaded)."""
+    arch, options = binary.split_options(dict(params))
+    return binary.apply_options(create_model(name, n_classes=n_classes, **arch), options)
+
+
+def build_float_model(art: dict) -> nn.Module:
+    """The float model of a model file's architecture (weights not loaded)."""
+    return build_model(art["model_name"], len(art["classes"]), art["model_params"])
+
+
+def normalizer_of(art: dict) -> Normalizer:
+    """The band normalisation stored with a model file."""
+    norm = Normalizer(len(art["norm_mean"]))
+    norm.mean.copy_(art["norm_mean"])
+    norm.std.copy_(art["norm_std"])
+    return norm
+
+
+def check_quantize(quantize: str, model_params: dict) -> None:
+    """Whether a model with ``model_params`` can ship at ``quantize`` (1-bit and int8 exclude each other)."""
+    shipped_storage(quantize)
+    is_binary = bool(model_params.get("binary", False))
+    if quantize == "binary" and not is_binary:
+        raise ModelFileError("quantize=binary needs a 1-bit model: set model.params={binary: true}")
+    if is_binary and quantize in ("int8", "int8-qat"):
+        raise ModelFileError(
+            f"quantize={quantize} and a 1-bit model (model.params.binary) conflict; pick one"
+        )
+
+
+def stored_state(
+    model: nn.Module,
+    quantize: str,
+    calibration: Callable[[], Iterable[torch.Tensor]] | None = None,
+) -> tuple[dict, dict]:
+    """``(state, extra model-file fields)`` of a trained model stored as ``quantize`` asks.
+
+    ``int8`` needs ``calibration`` (a callable giving normalised log-mel batches of training clips);
+    ``int8-qat`` takes the QAT-prepared model of a quantisation-aware training run.
+    """
+    if quantize == "float32":
+        return {k: v.detach().cpu() for k, v in model.state_dict().items()}, {}
+    if quantize == "float16":
+        return quantize_float16(model), {}
+    if quantize == "int8":
+        if calibration is None:
+            raise ModelFileError("int8 post-training quantisation needs calibration clips")
+        prepared = int8.prepare(model, example_input(model))
+        seen = int8.calibrate(prepared, calibration())
+        tensors, meta = int8.encode_state(int8.convert(prepared).state_dict())
+        return tensors, {
+            "int8": {"method": "ptq", "backend": int8.BACKEND, "calibration_clips": seen, "meta": meta}
+        }
+    if quantize == "int8-qat":
+        tensors, meta = int8.encode_state(int8.convert(model).state_dict())
+        return tensors, {"int8": {"method": "qat", "backend": int8.BACKEND, "meta": meta}}
+    if quantize == "binary":
+        try:
+            return binary.pack_binary(model)
+        except binary.BinaryPackError as e:
+            raise ModelFileError(str(e)) from None
+    raise ModelFileError(f"unknown quantize value {quantize!r}")
+
+
+def stored_artifact(
+    art: dict, model: nn.Module, quantize: str, calibration: Callable | None = None
+) -> tuple[dict, bool]:
+    """``(the model file as it ships at quantize, whether it differs from art)``."""
+    storage = shipped_storage(quantize)
+    if storage == Storage.FLOAT32 and art["storage"] == Storage.FLOAT32:
+        return art, False  # the float32 model file is what ships
+    state, extra = stored_state(model, quantize, calibration)
+    return dict(art, storage=str(storage), state=state, **extra), True
+
+
+def load_stored(art: dict) -> nn.Module:
+    """The eval-mode model of a model file of any storage."""
+    model = build_float_model(art)
+    storage, state = storage_of(art), art["state"]
+    if storage.is_float:
+        return load_as_stored(model, state).eval()
+    if storage == Storage.BINARY:
+        return load_as_stored(model, binary.unpack_binary(state, art["binary"])).eval()
+    if storage == Storage.INT8:
+        q = art["int8"]
+        return int8.load_int8(model, example_input(model), state, q["meta"], qat=q["method"] == "qat")
+    prepared = int8.prepare(model, example_input(model), qat=True)  # Storage.QAT
+    prepared.load_state_dict(state)
+    return prepared.eval()
+
+
+def size_report(art: dict) -> SizeReport:
+    """The DCASE 2021 report of what the model file stores, saying which layers are kept wider."""
+    storage = storage_of(art)
+    report = count_tensors(list(art["state"].items()), str(storage), BN_MODES[storage])
+    if storage == Storage.BINARY:
+        packed = set(art.get("binary", {}).get("layers", []))
+        wide = [
+            f"{k.rsplit('.', 1)[0]} ({str(t.dtype).replace('torch.', '')})"
+            for k, t in art["state"].items()
+            if k.endswith(".weight") and t.dim() > 1 and k.rsplit(".", 1)[0] not in packed
+        ]
+        report.notes.append(
+            f"1-bit weights (packed): {len(packed)} layers; kept wider: {', '.join(wide) or 'none'}"
+        )
+    elif storage == Storage.INT8:
+        wide = [
+            r.name for r in report.rows if "int8" not in r.dtypes and r.name != "(activation quantisation)"
+        ]
+        report.notes.append(f"int8 weights; left float32 (not quantisable here): {', '.join(wide) or 'none'}")
+    return report
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to predict: the network, its normalisation, frontend and classes."""
+
+    model: nn.Module
+    norm: nn.Module
+    frontend: FrontendConfig
+    classes: tuple[str, ...]
+    storage: str
+    path: Path
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    """Load a tinyasc model file of any storage, ready to predict."""
+    path = Path(path)
+    art = load(path)
+    try:
+        model = load_stored(art)
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: cannot rebuild its {art.get('storage')} model ({e})") from None
+    frontend = FrontendConfig(**art["frontend"])
+    return LoadedModel(model, normalizer_of(art), frontend, tuple(art["classes"]), art["storage"], path)

@@ -1,0 +1,359 @@
+"""What each subcommand does: one function per command, each calling the library (``cli.py`` parses).
+
+``run(args)`` dispatches a parsed command line and turns the library's errors about bad input into one
+line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tinyasc import artifact
+from tinyasc.compress.macs import count_macs
+from tinyasc.compress.size import LIMIT_BYTES, model_size
+from tinyasc.config import ConfigError, load_config
+from tinyasc.data.audio import AudioError
+from tinyasc.data.download import SETS, ZENODO, DownloadError, download
+from tinyasc.data.index import DataError, load_generic, load_tau
+from tinyasc.data.synth import SynthSpec, write_corpus, write_evaluation_corpus
+from tinyasc.evaluate.calibration import calibrate_run
+from tinyasc.evaluate.infer import collect_inputs, format_csv, format_jsonl, predict_files
+from tinyasc.evaluate.predict import load_model
+from tinyasc.evaluate.run import evaluate_run, score
+from tinyasc.evaluate.submission import SubmissionError, check_package, write_submission
+from tinyasc.export import check_onnxruntime, export_onnx
+from tinyasc.io import CheckpointError, atomic_write_text
+from tinyasc.models import create_model, get_model_info
+from tinyasc.rundir import RunDir, temperature_of
+from tinyasc.train.run import fit
+from tinyasc.workflows.compress import CompressOptions, compress_run
+from tinyasc.workflows.demo import run_demo
+from tinyasc.workflows.teachers import train_teachers
+from tinyasc.zoo import format_table, model_table
+
+
+def _print_index(summary: dict) -> None:
+    print(f"{summary['root']} ({summary['kind']})")
+    for split, s in summary["splits"].items():
+        devs = "  ".join(f"{d.upper()} {n:,}" for d, n in s["devices"].items() if d)
+        print(f"{split:9s} {s['files']:>7,} files  {s['locations']:>4} locations  {devs}")
+        if s["classes"]:
+            print("          " + "  ".join(f"{c} {n:,}" for c, n in sorted(s["classes"].items())))
+    shared = summary["shared_locations"]
+    print(
+        f"locations in both train and evaluate: {len(shared)}"
+        + (f" ({', '.join(shared[:5])})" if shared else "")
+    )
+
+
+def cmd_index(a) -> int:
+    if a.csv:
+        index = load_generic(a.csv, a.root, check_audio=not a.no_audio)
+    else:
+        index = load_tau(a.root, check_audio=not a.no_audio)
+    summary = index.summary()
+    if a.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_index(summary)
+    return 0
+
+
+def cmd_synth(a) -> int:
+    if a.evaluation:
+        res = write_evaluation_corpus(
+            a.out,
+            a.per_class_device or 10,
+            a.duration,
+            a.seed,
+            a.workers,
+            reference=a.reference,
+            progress=not a.quiet,
+        )
+        print(
+            f"{a.out}: {res['test']} evaluation files ({res['written']} written); reference: {res['reference']}"
+        )
+        return 0
+    if a.fraction is not None:
+        spec = SynthSpec(
+            per_class_device=None,
+            fraction=a.fraction,
+            duration=a.duration,
+            seed=a.seed,
+            evaluate_fraction=a.evaluate_fraction,
+        )
+    else:
+        spec = SynthSpec(
+            per_class_device=a.per_class_device or 20,
+            duration=a.duration,
+            seed=a.seed,
+            evaluate_fraction=a.evaluate_fraction,
+        )
+    res = write_corpus(a.out, spec, workers=a.workers, progress=not a.quiet)
+    print(
+        f"{a.out}: {res['train']} train + {res['evaluate']} evaluate files from {res['segments']} segments "
+        f"({res['written']} written now)"
+    )
+    return 0
+
+
+def cmd_train(a) -> int:
+    cfg = load_config(a.config, a.overrides)
+    res = fit(cfg, a.run_dir, resume=a.resume, progress=not a.quiet)
+    print(
+        f"trained {cfg.model.name}: best epoch {res['best']['epoch']} "
+        f"(val accuracy {res['best']['val_accuracy']:.3f}); shipped {res['shipped']} in {a.run_dir}"
+    )
+    if a.evaluate:
+        return cmd_evaluate(argparse.Namespace(run_dir=a.run_dir, json=False, quiet=a.quiet))
+    print(f"next: tinyasc evaluate {a.run_dir}")
+    return 0
+
+
+def cmd_teachers(a) -> int:
+    configs = []
+    for spec in a.configs:
+        if not spec.endswith((".yaml", ".yml")):
+            raise ConfigError(f"{spec}: expected a YAML config; pass overrides with --set KEY=VALUE")
+        for seed in range(a.seeds):
+            configs.append(load_config(spec, [*a.set, f"train.seed={seed}"] if a.seeds > 1 else a.set))
+    record = train_teachers(configs, a.out, progress=not a.quiet)
+    print(
+        f"{len(record['teachers'])} teachers; ensemble logits of {record['files']} training clips in "
+        f"{a.out}/logits.npz (training-fold accuracy {record['training_fold_accuracy']:.3f})"
+    )
+    print(f"next: tinyasc train CONFIG train.kd_logits={a.out} ... to distil them into a student")
+    return 0
+
+
+def _overall_line(m: dict) -> str:
+    o = m["overall"]
+    return (
+        f"accuracy {100 * o['accuracy']:.1f}% (±{100 * o['accuracy_ci95']:.1f}), "
+        f"log loss {o['logloss']:.3f} (±{o['logloss_ci95']:.3f}) on {o['files']} files"
+    )
+
+
+def cmd_evaluate(a) -> int:
+    m = evaluate_run(a.run_dir, progress=not a.quiet)
+    if a.json:
+        print(json.dumps(m, indent=2))
+    else:
+        print(_overall_line(m))
+        if "uncalibrated" in m:
+            print(
+                f"  calibrated (T = {m['temperature']:.3f}): log loss {m['uncalibrated']['logloss']:.3f} before"
+            )
+        for g, s in m["group_wise"].items():
+            print(f"  {g:8s} accuracy {100 * s['accuracy']:.1f}%  log loss {s['logloss']:.3f}")
+        print(f"report: {RunDir(a.run_dir).report_paths['report']}")
+    return 0
+
+
+def cmd_score(a) -> int:
+    m = score(a.output, a.reference, tuple(a.classes.split(",")) if a.classes else None)
+    if a.json:
+        print(json.dumps(m, indent=2))
+    else:
+        print(_overall_line(m))
+        for d, s in m["device_wise"].items():
+            print(f"  {d:4s} accuracy {100 * s['accuracy']:.1f}%  log loss {s['logloss']:.3f}")
+    return 0
+
+
+def cmd_compress(a) -> int:
+    opts = CompressOptions(
+        target=a.target,
+        target_bytes=a.target_bytes,
+        scope=a.scope,
+        schedule=a.schedule,
+        ramp_epochs=a.ramp_epochs,
+        exclude=tuple(a.exclude),
+        epochs=a.epochs,
+        lr=a.lr,
+        calibration_clips=a.calibration_clips,
+        overrides=list(a.overrides),
+    )
+    rec = compress_run(
+        a.run, a.out, a.method, opts, resume=a.resume, evaluate=not a.no_evaluate, progress=not a.quiet
+    )
+    size = rec["size"]
+    line = f"{a.out}: {rec['storage']}, {size['nonzero_bytes']:,} bytes of non-zero parameters"
+    if rec.get("sparsity") is not None:
+        line += f" (sparsity {rec['sparsity']:.4f})"
+    if rec.get("source_size_bytes"):
+        line += f"; source shipped {rec['source_size_bytes']:,} bytes"
+    print(line)
+    ev = rec.get("evaluation")
+    if ev:
+        print(f"fold1_evaluate: accuracy {100 * ev['accuracy']:.1f}%, log loss {ev['logloss']:.3f}")
+    print(f"{'PASS' if size['fits'] else 'FAIL'}: limit {size['limit_bytes']:,} bytes")
+    return 0 if size["fits"] else 1
+
+
+def cmd_export(a) -> int:
+    check_onnxruntime()
+    precision = "int8" if a.int8 else "float16" if a.float16 else "float32"
+    out = a.out or str(RunDir(a.run).onnx_path(precision))
+    c = export_onnx(a.run, out, precision, a.check_clips, a.calibration_clips)
+    k = c["check"]
+    print(
+        f"{out}: {precision} ONNX, {c['bytes_on_disk']:,} bytes on disk; contract {out}.json\n"
+        f"onnxruntime vs {k['reference']} on {k['clips']} fold1_evaluate clips: max probability difference "
+        f"{k['max_abs_probability_difference']:.2e}, same decisions {100 * k['same_decisions']:.1f}%"
+    )
+    return 0
+
+
+def cmd_size(a) -> int:
+    target = Path(a.target)
+    if target.exists():
+        path = target
+        if target.is_dir():
+            run = RunDir(target)
+            path = run.float_model_path if a.precision else run.shipped_model_path
+        art = artifact.load(path)
+        model = artifact.build_float_model(art)
+        if a.precision:  # what the float model would store at another precision
+            if not artifact.storage_of(art).is_float:
+                raise CheckpointError(
+                    f"{path}: stored as {art['storage']}; --precision re-counts a float model "
+                    "(drop --precision to count what it stores)"
+                )
+            model = artifact.load_stored(art)
+            report = model_size(model, a.precision)
+        else:
+            report = artifact.size_report(art)
+    else:
+        get_model_info(a.target)
+        model = create_model(a.target)
+        report = model_size(model, a.precision or "float16")
+    report.limit = a.limit or LIMIT_BYTES
+    macs = count_macs(model).total
+    if a.json:
+        print(json.dumps({**report.to_dict(), "macs": macs}, indent=2))
+    else:
+        print(report.table())
+        print(f"MACs for one clip ({model.n_mels} x {model.frames}): {macs:,} (conv + linear layers)")
+    return 0 if report.fits else 1
+
+
+def cmd_models(a) -> int:
+    rows = model_table(a.names or None)
+    if a.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_table(rows))
+    return 0
+
+
+def cmd_predict(a) -> int:
+    lm = load_model(a.model)
+    temperature = 1.0 if a.no_calibration else temperature_of(a.model)
+    paths, failed = collect_inputs(a.inputs)
+    results = failed + predict_files(lm, paths, a.window, a.hop, a.workers, a.batch_size, temperature)
+    as_json = a.output is not None and Path(a.output).suffix.lower() in {".json", ".jsonl"}
+    text = (format_jsonl if as_json else format_csv)(results, lm.classes, a.per_window)
+    if a.output:
+        atomic_write_text(a.output, text)
+    else:
+        sys.stdout.write(text)
+    bad = [r for r in results if r.error]
+    for r in bad:
+        print(f"tinyasc predict: {r.path}: {r.error}", file=sys.stderr)
+    ok = len(results) - len(bad)
+    print(
+        f"{ok} file(s) predicted, {len(bad)} failed" + (f"; wrote {a.output}" if a.output else ""),
+        file=sys.stderr,
+    )
+    return 1 if bad else 0
+
+
+def cmd_calibrate(a) -> int:
+    r = calibrate_run(a.run_dir, allow_sharpening=a.allow_sharpening, progress=not a.quiet)
+    print(
+        f"temperature {r['temperature']:.4f} fitted on the {r['fitted_on']}: validation log loss "
+        f"{r['validation_logloss_before']:.3f} -> {r['validation_logloss_after']:.3f}"
+    )
+    print(f"stored in {RunDir(a.run_dir) / RunDir.CALIBRATION}; tinyasc evaluate and predict now apply it")
+    return 0
+
+
+def cmd_submit(a) -> int:
+    path = write_submission(a.run_dir, a.eval_root, a.label, a.meta, a.out, workers=a.workers)
+    print(f"submission package: {path} (passed the checker rules)")
+    return 0
+
+
+def cmd_check_submission(a) -> int:
+    index = load_tau(a.eval_root, check_audio=False)
+    clips = index.split("test") if index.kind == "tau-evaluation" else index.split("evaluate")
+    errors = check_package(Path(a.package).read_bytes(), [c.filename for c in clips])
+    for e in errors:
+        print(e)
+    print("no errors found" if not errors else f"{len(errors)} error(s)")
+    return 1 if errors else 0
+
+
+def cmd_download(a) -> int:
+    if a.set not in SETS:
+        raise DownloadError(f"unknown set {a.set!r}; expected one of {', '.join(SETS)}")
+    packages = SETS[a.set]
+    if a.only:
+        wanted = {f".{o}.zip" for o in a.only}
+        packages = [p for p in packages if any(p.filename.endswith(w) for w in wanted)]
+        if not packages:
+            raise DownloadError(f"--only {a.only}: no such package in {a.set} (e.g. doc, meta, audio.1)")
+    res = download(
+        a.dest,
+        a.set,
+        a.base_url or ZENODO,
+        a.parallel,
+        keep_archives=not a.remove_archives,
+        progress=not a.quiet,
+        packages=packages,
+        retries=a.retries,
+    )
+    done = sum(1 for v in res.values() if v == "complete")
+    print(f"{a.dest}: {len(res)} package(s) ready ({done} already complete, {len(res) - done} extracted now)")
+    return 0
+
+
+def cmd_demo(a) -> int:
+    return run_demo(Path(a.dir), quick=a.quick, workers=a.workers)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed command ``args.command``; bad input ends in one line on stderr and exit code 2."""
+    try:
+        return COMMANDS[args.command](args)
+    except (SubmissionError, DownloadError) as e:
+        print(f"tinyasc {args.command}: {e}", file=sys.stderr)
+        return 2
+    except (DataError, ConfigError, AudioError, CheckpointError, KeyError, ValueError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"tinyasc {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+COMMANDS = {
+    "index": cmd_index,
+    "synth": cmd_synth,
+    "train": cmd_train,
+    "teachers": cmd_teachers,
+    "evaluate": cmd_evaluate,
+    "score": cmd_score,
+    "compress": cmd_compress,
+    "export": cmd_export,
+    "size": cmd_size,
+    "models": cmd_models,
+    "predict": cmd_predict,
+    "calibrate": cmd_calibrate,
+    "submit": cmd_submit,
+    "check-submission": cmd_check_submission,
+    "download": cmd_download,
+    "demo": cmd_demo,
+}
