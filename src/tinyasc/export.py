@@ -26,6 +26,7 @@ margin above twice the tolerance) gets the same decision.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import logging
@@ -178,6 +179,59 @@ def compare(reference: np.ndarray, probs: np.ndarray, tolerance: float) -> dict:
     }
 
 
+def onnx_bytes(
+    model: nn.Module,
+    norm: nn.Module,
+    temperature: float,
+    precision: str,
+    test: np.ndarray,
+    calibration: np.ndarray | None = None,
+    tmp_dir: Path | None = None,
+) -> tuple[bytes, dict]:
+    """The ONNX file of ``Deployable(norm, model, temperature)`` at ``precision`` and its check.
+
+    ``test``: raw log-mel (N, 1, n_mels, frames) that onnxruntime and PyTorch both run; ``calibration``:
+    the same for int8's activation ranges. Raises ``ExportError`` when they disagree beyond
+    ``TOLERANCE`` or on a clear decision.
+    """
+    half = precision == "float16"
+    float_deploy = Deployable(norm, model, temperature).eval()
+    deploy = (
+        Deployable(norm, copy.deepcopy(model).half(), temperature, half=True).eval() if half else float_deploy
+    )
+    example = torch.zeros(2, *test.shape[1:])
+    with torch.no_grad():
+        reference = np.concatenate(
+            [deploy(torch.from_numpy(test[i : i + 32]))[1].double().numpy() for i in range(0, len(test), 32)]
+        )
+    with tempfile.TemporaryDirectory(dir=tmp_dir) as tmp:
+        tmp = Path(tmp)
+        onnx_path = tmp / "model.onnx"
+        if precision == "int8":
+            if calibration is None:
+                raise ExportError("int8 export needs calibration clips")
+            _torch_export(float_deploy, example, tmp / "float.onnx")
+            batches16 = [calibration[i : i + 16] for i in range(0, len(calibration), 16)]
+            quantize_onnx(tmp / "float.onnx", onnx_path, batches16)
+        else:
+            _torch_export(deploy, example, onnx_path)
+        session = _session(onnx_path)
+        probs = np.concatenate(
+            [session.run([OUTPUTS[1]], {INPUT: test[i : i + 32]})[0] for i in range(0, len(test), 32)]
+        ).astype(np.float64)
+        data = onnx_path.read_bytes()
+    tol = TOLERANCE[precision]
+    check = compare(reference, probs, tol)
+    check["reference"] = "PyTorch float16" if half else "PyTorch float32"
+    if check["max_abs_probability_difference"] > tol or check["same_decisions_clear"] < 1:
+        raise ExportError(
+            f"onnxruntime disagrees with {check['reference']}: max probability difference "
+            f"{check['max_abs_probability_difference']:.2e} (tolerance {tol}), same decisions on "
+            f"{100 * check['same_decisions_clear']:.1f}% of the {check['clear_clips']} clear clips"
+        )
+    return data, check
+
+
 def export_onnx(
     run: str | Path,
     out: str | Path,
@@ -198,43 +252,11 @@ def export_onnx(
     art, model, norm = load_float_run(run)
     temperature = RunDir(run).temperature
     fe = FrontendConfig(**art["frontend"])
-    half = precision == "float16"
-    net = model.half() if half else model
-    deploy = Deployable(norm, net, temperature, half=half).eval()
-    example = torch.zeros(2, 1, fe.n_mels, fe.frames)
-
     splits = prepare_splits(cfg.data, cfg.frontend)
     test = _features(splits, "evaluate", check_clips)
-    with torch.no_grad():
-        reference = np.concatenate(
-            [deploy(torch.from_numpy(test[i : i + 32]))[1].double().numpy() for i in range(0, len(test), 32)]
-        )
+    calib = _features(splits, "train", calibration_clips, cfg.train.seed) if precision == "int8" else None
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        tmp = Path(tmp)
-        onnx_path = tmp / "model.onnx"
-        if precision == "int8":
-            _torch_export(Deployable(norm, model, temperature).eval(), example, tmp / "float.onnx")
-            calib = _features(splits, "train", calibration_clips, cfg.train.seed)
-            quantize_onnx(
-                tmp / "float.onnx", onnx_path, [calib[i : i + 16] for i in range(0, len(calib), 16)]
-            )
-        else:
-            _torch_export(deploy, example, onnx_path)
-        session = _session(onnx_path)
-        probs = np.concatenate(
-            [session.run([OUTPUTS[1]], {INPUT: test[i : i + 32]})[0] for i in range(0, len(test), 32)]
-        ).astype(np.float64)
-        tol = TOLERANCE[precision]
-        check = compare(reference, probs, tol)
-        check["reference"] = "PyTorch float16" if half else "PyTorch float32"
-        if check["max_abs_probability_difference"] > tol or check["same_decisions_clear"] < 1:
-            raise ExportError(
-                f"onnxruntime disagrees with {check['reference']} on fold1_evaluate: max probability "
-                f"difference {check['max_abs_probability_difference']:.2e} (tolerance {tol}), same decisions on "
-                f"{100 * check['same_decisions_clear']:.1f}% of the {check['clear_clips']} clear clips"
-            )
-        data = onnx_path.read_bytes()
+    data, check = onnx_bytes(model, norm, temperature, precision, test, calib, tmp_dir=out.parent)
     atomic_write_bytes(out, data)
     contract = {
         "format": "tinyasc-onnx-1",

@@ -4,7 +4,7 @@
 the model for its fake-quantised graph), ``attach`` once the model, with its resumed weights, and the
 batch recipe are on the training device, ``start_epoch`` before each epoch, ``after_step`` after every optimiser
 step, ``record`` for the fields it adds to the epoch's metrics line, and ``selectable`` before an epoch
-may become the selected model. ``state_dict``/``load_state_dict`` hold what ``last.pt`` must carry for
+may become the selected model; ``save`` writes what a hook learned at set-up into the run. ``state_dict``/``load_state_dict`` hold what ``last.pt`` must carry for
 a bit-identical resume (under the hook's ``name``); a hook with nothing to carry returns ``None``.
 
 Hooks are built by ``make_hooks`` from the config and the objects they act on; each is tested alone in
@@ -54,6 +54,9 @@ class Hook:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+    def save(self, run) -> None:
+        """Write what the hook learned at set-up into the run directory (``rundir.RunDir``)."""
 
 
 class QuantizationAware(Hook):
@@ -153,6 +156,9 @@ class DeviceTranslationHook(Hook):
 
     def attach(self, model: nn.Module, recipe: nn.Module, device: torch.device) -> None:
         recipe.set_device_translation(self.module.to(device))
+
+    def save(self, run) -> None:
+        run.save_device_transfer({k: v.tolist() for k, v in self.transfers.items()})
 
 
 def make_hooks(cfg: Config, splits, norm: nn.Module) -> list[Hook]:

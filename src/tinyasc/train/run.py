@@ -64,10 +64,7 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
         optimizer = make_optimizer(net.parameters(), cfg.train)
         start_epoch, best = 1, {"epoch": 0, "val_accuracy": -1.0}
         if state is not None:  # optimiser and RNG exactly as they were: a bit-identical continuation
-            optimizer.load_state_dict(state["optimizer"])
-            torch.set_rng_state(state["torch_rng"])
-            start_epoch, best = int(state["epoch"]) + 1, dict(state["best"])
-            log.info("resuming %s at epoch %d", run.path, start_epoch)
+            start_epoch, best = restore_optimizer(state, optimizer, run)
         if d.active:
             torch.manual_seed(cfg.train.seed * 1000 + d.rank + start_epoch)  # distinct dropout masks per rank
         recipe = BatchRecipe(cfg.augment, cfg.train, len(splits.index.classes), cfg.frontend).to(device)
@@ -77,10 +74,12 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
             load_hook_states(hooks, state.get("hooks", state), f"{run.path / run.LAST}")
         source, source_rows, extras = training_inputs(cfg, splits, d, progress)
         if d.is_main:
-            (run.truncate_metrics(start_epoch - 1) if state is not None else run.clear_metrics())
+            if state is not None:
+                run.truncate_metrics(start_epoch - 1)  # the epochs after the checkpoint train again
+            else:
+                run.clear_metrics()
             for hook in hooks:
-                if hasattr(hook, "transfers"):  # device translation: what it learned, for the record
-                    run.save_device_transfer({k: v.tolist() for k, v in hook.transfers.items()})
+                hook.save(run)  # what a hook learned at set-up, for the record
 
         # --- the epoch loop: train, validate, select, checkpoint
         per_rank_batch = cfg.train.batch_size // d.world
@@ -115,43 +114,27 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
             # The official StasherCallback: the best validation accuracy after `select_after` epochs.
             selectable = epoch > select_after and all(h.selectable() for h in hooks)
             if selectable and record["val_accuracy"] > best["val_accuracy"]:
-                best = {
-                    "epoch": epoch,
-                    "val_accuracy": record["val_accuracy"],
-                    "val_loss": record["val_loss"],
-                }
+                best = {k: record[k] for k in ("epoch", "val_accuracy", "val_loss")}
                 if d.is_main:
                     run.save_best({"model": model.state_dict(), "epoch": epoch})
             record["best_epoch"] = best["epoch"]
             if d.is_main:
                 run.append_metrics(record)
-                run.save_last(
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "epoch": epoch,
-                        "torch_rng": torch.get_rng_state(),
-                        "best": best,
-                        "config": plain(cfg.to_dict()),
-                        "hooks": hook_states(hooks),
-                    }
-                )
+                run.save_last(training_state(cfg, model, optimizer, epoch, best, hooks))
             if progress:
                 print(_epoch_line(record), flush=True)
 
         # --- finish: the selected epoch becomes model.pt and ships as cfg.quantize
         d.barrier()
-        summary = {
+        shipped = ship_selected(run, cfg, model, norm, splits, best) if d.is_main else None
+        return {
             "run_dir": str(run.path),
             "best": best,
-            "shipped": None,
+            "shipped": shipped,
             "train_clips": len(train_rows),
             "val_clips": len(val_rows),
             "world_size": d.world,
         }
-        if d.is_main:
-            summary["shipped"] = ship_selected(run, cfg, model, norm, splits, best)
-        return summary
     finally:
         shutdown(d)
 
@@ -334,6 +317,27 @@ def training_inputs(cfg: Config, splits: Splits, d: Dist, progress: bool) -> tup
 
 
 # --- the epoch loop ---------------------------------------------------------------------------------
+
+
+def training_state(cfg: Config, model, optimizer, epoch: int, best: dict, hooks) -> dict:
+    """What last.pt holds: enough to continue bit-identically after ``epoch``."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch,
+        "torch_rng": torch.get_rng_state(),
+        "best": best,
+        "config": plain(cfg.to_dict()),
+        "hooks": hook_states(hooks),
+    }
+
+
+def restore_optimizer(state: dict, optimizer, run: RunDir) -> tuple[int, dict]:
+    """The optimiser and torch RNG of ``state``; returns (first epoch to train, best so far)."""
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    log.info("resuming %s at epoch %d", run.path, int(state["epoch"]) + 1)
+    return int(state["epoch"]) + 1, dict(state["best"])
 
 
 def epoch_record(epoch, lr, tr: dict, va: dict, n_val: int, d: Dist, seconds: float, hooks) -> dict:
