@@ -1,4 +1,6 @@
+import gzip
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +26,24 @@ def test_index_cli_json_no_audio(real_setup_root, capsys):
     assert main(["index", str(real_setup_root), "--no-audio", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["splits"]["train"]["files"] == 13962
+    assert out["validation"]["fraction"] == 0.3 and out["validation"]["seed"] == 0
+    assert sorted(out["validation"]["files"]) == sorted(OFFICIAL_VALIDATION)
+
+
+# The 4,538 validation files dcase_util 0.2.20 makes of the real fold1_train.csv (the baseline's call:
+# validation_files_balanced, identifier_two_level_hierarchy, validation_amount 0.3, seed 0).
+OFFICIAL_VALIDATION = (
+    gzip.decompress((Path(__file__).parent / "data" / "fold1_validation_dcase_util.txt.gz").read_bytes())
+    .decode()
+    .split()
+)
+
+
+def test_validation_split_is_exactly_dcase_utils(real_setup_root):
+    train = load_tau(real_setup_root, check_audio=False).split("train")
+    _, val = validation_split(train, 0.3, seed=0)
+    assert len(OFFICIAL_VALIDATION) == 4538
+    assert sorted(c.filename for c in val) == sorted(OFFICIAL_VALIDATION)
 
 
 def _write_setup(root, train_rows, evaluate_rows=("audio/airport-lisbon-1-1-a.wav\tairport",)):

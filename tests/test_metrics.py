@@ -16,11 +16,17 @@ def test_log_loss_equals_sklearn_with_ten_labels():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 10, 200)
     p = rng.dirichlet(np.ones(10), 200)
-    p[0] = np.eye(10)[(y[0] + 1) % 10]  # a confident mistake: clipped, not infinite
+    # no probability below 1e-15: the 2021 rule and today's scikit-learn agree
     assert log_loss(y, p) == pytest.approx(sk_log_loss(y, p, labels=list(range(10))), rel=1e-12)
+    p = p.copy()
+    p[0] = np.eye(10)[(y[0] + 1) % 10]  # a confident mistake: clipped at 1e-15 (2021), not infinite
+    clipped = 1e-15 / (1 - 1e-15 + 9e-15)  # scikit-learn 0.24: clip to [1e-15, 1 - 1e-15], renormalise
+    expected = (-np.log(clipped) + sum(-np.log(p[i, y[i]]) for i in range(1, 200))) / 200
+    assert log_loss(y, p) == pytest.approx(expected, rel=1e-12)
+    assert log_loss(y, p) < sk_log_loss(y, p, labels=list(range(10)))  # 2.2e-16 clipping costs more
     # a subset missing some classes still uses all ten labels
-    assert log_loss(y[:5], p[:5]) == pytest.approx(
-        sk_log_loss(y[:5], p[:5], labels=list(range(10))), rel=1e-12
+    assert log_loss(y[1:6], p[1:6]) == pytest.approx(
+        sk_log_loss(y[1:6], p[1:6], labels=list(range(10))), rel=1e-12
     )
 
 

@@ -21,10 +21,19 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("index", help="check a dataset and print counts per split, device and class")
     s.add_argument("root", help="TAU root (with evaluation_setup/), or the audio folder of a generic dataset")
     s.add_argument("--csv", help="generic dataset: filename<TAB>scene_label [fold] [device] [identifier]")
-    s.add_argument("--json", action="store_true")
+    s.add_argument(
+        "--json", action="store_true", help="JSON: counts, and the validation files of the training split"
+    )
     s.add_argument(
         "--no-audio", action="store_true", help="skip the audio checks (inspect split files alone)"
     )
+    s.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.3,
+        help="--json lists the validation files of the training split at this fraction (default 0.3)",
+    )
+    s.add_argument("--validation-seed", type=int, default=0, help="... and this seed (default 0)")
 
     s = sub.add_parser("synth", help="write a synthetic corpus in the exact TAU 2020 Mobile layout")
     s.add_argument("out")

@@ -17,7 +17,7 @@ from tinyasc.compress.size import LIMIT_BYTES, model_size
 from tinyasc.config import ConfigError, load_config
 from tinyasc.data.audio import AudioError
 from tinyasc.data.download import SETS, ZENODO, DownloadError, download
-from tinyasc.data.index import DataError, load_generic, load_tau
+from tinyasc.data.index import DataError, load_generic, load_tau, validation_split
 from tinyasc.data.synth import SynthSpec, write_corpus, write_evaluation_corpus
 from tinyasc.evaluate.calibration import calibrate_run
 from tinyasc.evaluate.infer import collect_inputs, format_csv, format_jsonl, predict_files
@@ -56,6 +56,14 @@ def cmd_index(a) -> int:
         index = load_tau(a.root, check_audio=not a.no_audio)
     summary = index.summary()
     if a.json:
+        train = index.split("train")
+        if train:  # the baseline's validation part of the training split, to compare with dcase_util's
+            _, val = validation_split(train, a.validation_fraction, a.validation_seed)
+            summary["validation"] = {
+                "fraction": a.validation_fraction,
+                "seed": a.validation_seed,
+                "files": [c.filename for c in val],
+            }
         print(json.dumps(summary, indent=2))
     else:
         _print_index(summary)

@@ -124,7 +124,10 @@ class TrainConfig:
     mean_teacher_decay: float = between(
         0, 1, 0.999, lo_open=True, hi_open=True
     )  # EMA decay per optimiser step
-    select_after: int = at_least(0, 50)  # StasherCallback initial_delay: best val accuracy after this epoch
+    # Model selection: the best validation accuracy among the epochs after this one (1-based). The
+    # official StasherCallback(initial_delay=50) compares Keras's 0-based epoch with 50, so its first
+    # selectable epoch is the 52nd: select_after 51.
+    select_after: int = at_least(0, 51)
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda"
     eval_batch_size: int = at_least(1, 64)

@@ -282,6 +282,13 @@ def load_generic(
     return index
 
 
+def _dcase_shuffle(x: list, rng: random.Random) -> None:
+    """In place, as ``random.shuffle(x, random)`` did: ``j = floor(random() * (i + 1))`` for i from the end."""
+    for i in reversed(range(1, len(x))):
+        j = int(rng.random() * (i + 1))
+        x[i], x[j] = x[j], x[i]
+
+
 def validation_split(
     clips: list[Clip], fraction: float = 0.3, seed: int = 0, iterations: int = 100
 ) -> tuple[list[Clip], list[Clip]]:
@@ -292,6 +299,11 @@ def validation_split(
     go to validation; of ``iterations`` random candidates the one whose file fraction is closest to
     ``fraction`` is kept. Validation and training share no location and cities stay balanced.
     Clips without a location fall back to per-file class-balanced shuffling.
+
+    The shuffle is dcase_util's: Python 2's ``random.shuffle(x, random)`` rule on the generator seeded
+    with ``seed`` (``_dcase_shuffle``), which ``Random.shuffle`` of Python 3 no longer draws; with it the
+    split of the real ``fold1_train.csv`` is exactly the organisers' 4,538 validation files (tested
+    against dcase_util's own output).
     """
     rng = random.Random(seed)
     val_files: set[str] = set()
@@ -313,7 +325,7 @@ def validation_split(
             chosen: list[str] = []
             for city in sorted(cities):
                 locs = list(cities[city])
-                rng.shuffle(locs)
+                _dcase_shuffle(locs, rng)
                 chosen += locs[: math.ceil(fraction * len(locs))]
             n_val = sum(len(files_per_loc[loc]) for loc in chosen)
             err = abs(n_val / len(scene_clips) - fraction)
