@@ -13,7 +13,14 @@ from tinyasc.data.index import load_tau
 from tinyasc.data.synth import write_evaluation_corpus
 from tinyasc.data.tau import DEV_DEVICES, SCENES
 from tinyasc.evaluate.report import format_output_csv
-from tinyasc.evaluate.submission import check_label, check_meta, check_output, check_package, check_size
+from tinyasc.evaluate.submission import (
+    Findings,
+    check_label,
+    check_meta,
+    check_output,
+    check_package,
+    check_size,
+)
 
 META = {
     "submission": {
@@ -50,6 +57,7 @@ def package(trained_run, tmp_path_factory):
     write_evaluation_corpus(tmp / "eval", per_class_device=1, duration=10.0, seed=1, workers=2)
     assert main(["evaluate", str(run)]) == 0
     (tmp / "meta.yaml").write_text(yaml.safe_dump(META))
+    (tmp / "report.pdf").write_bytes(b"%PDF-1.4\n%%EOF\n")  # stands in for the technical report
     assert (
         main(
             [
@@ -62,6 +70,8 @@ def package(trained_run, tmp_path_factory):
                 str(tmp / "meta.yaml"),
                 "-o",
                 str(tmp / "out"),
+                "--report",
+                str(tmp / "report.pdf"),
             ]
         )
         == 0
@@ -74,11 +84,12 @@ def test_round_trip_passes_the_checks(package, capsys):
     with zipfile.ZipFile(zip_path) as z:
         names = sorted(z.namelist())
         assert names == [
+            "Doe_TA_task1/Doe_TA_task1_technical_report.pdf",
             f"Doe_TA_task1/task1/{LABEL}/{LABEL}.meta.yaml",
             f"Doe_TA_task1/task1/{LABEL}/{LABEL}.output.csv",
         ]
-        output = z.read(names[1]).decode()
-        meta = yaml.safe_load(z.read(names[0]))
+        output = z.read(names[2]).decode()
+        meta = yaml.safe_load(z.read(names[1]))
     lines = output.splitlines()
     assert len(lines) == 151 and lines[1].startswith("audio/")
     assert meta["system"]["complexity"]["total_parameters"] == 46246
@@ -110,25 +121,32 @@ def _expected(package):
 
 def test_each_output_rule_is_caught(package):
     out, expected = _output(package), _expected(package)
-    assert check_output(out, expected) == []
+    assert check_output(out, expected) == Findings()
     lines = out.splitlines()
-    assert "missing" in check_output("\n".join(lines[:-1]), expected)[0]
-    assert any("duplicate file" in e for e in check_output("\n".join(lines + [lines[1]]), expected))
+    assert "missing" in check_output("\n".join(lines[:-1]), expected).errors[0]
+    assert any("duplicate file" in e for e in check_output("\n".join(lines + [lines[1]]), expected).errors)
     f = lines[1].split("\t")
     assert any(
         "unknown scene label" in e
-        for e in check_output("\n".join([lines[0], "\t".join([f[0], "beach", *f[2:]]), *lines[2:]]), expected)
+        for e in check_output(
+            "\n".join([lines[0], "\t".join([f[0], "beach", *f[2:]]), *lines[2:]]), expected
+        ).errors
     )
-    assert any(
-        "not finite" in e
-        for e in check_output("\n".join([lines[0], "\t".join([*f[:2], "nan", *f[3:]]), *lines[2:]]), expected)
-    )
+    nan = check_output("\n".join([lines[0], "\t".join([*f[:2], "nan", *f[3:]]), *lines[2:]]), expected)
+    assert nan.errors == [] and any("not finite" in w for w in nan.warnings)  # the validator takes NaN
     bad = "\t".join([*f[:2], *(["0.5"] * 10)])
-    assert any("sum to" in e for e in check_output("\n".join([lines[0], bad, *lines[2:]]), expected))
+    sums = check_output("\n".join([lines[0], bad, *lines[2:]]), expected)
+    assert sums.errors == [] and any("sum to" in w for w in sums.warnings)  # not checked by the validator
     assert any(
         "not in the evaluation set" in e
-        for e in check_output(out.replace("audio/0.wav", "audio/9999.wav"), expected)
+        for e in check_output(out.replace("audio/0.wav", "audio/9999.wav"), expected).errors
     )
+    extra = "\n".join(ln + "\t0" for ln in lines)  # a 13th column: the validator rejects every row
+    assert any("13 fields, expected 12" in e for e in check_output(extra, expected).errors)
+    header = "\n".join([lines[0].replace("airport", "airports"), *lines[1:]])
+    assert "header lacks ['airport']" in check_output(header, expected).errors[0]
+    text = check_output("\n".join([lines[0], "\t".join([*f[:2], "high", *f[3:]]), *lines[2:]]), expected)
+    assert any("not a number" in e for e in text.errors)
 
 
 def test_label_meta_and_size_rules():
@@ -145,17 +163,28 @@ def test_label_meta_and_size_rules():
     }
     size = {"params": 10, "nonzero_params": 9, "nonzero_bytes": 20}
     meta = build_meta(META, LABEL, size, metrics, 44100, "float16")
-    assert check_meta(meta, LABEL) == []
+    assert check_meta(meta, LABEL) == Findings()
     two = yaml.safe_load(yaml.safe_dump(meta))
     two["submission"]["authors"][1]["corresponding"] = True
-    assert any("exactly one author" in e for e in check_meta(two, LABEL))
+    assert any("exactly one author" in e for e in check_meta(two, LABEL).errors)
     longer = yaml.safe_load(yaml.safe_dump(meta))
     longer["submission"]["abbreviation"] = "waytoolongname"
-    assert any("longer than 10" in e for e in check_meta(longer, LABEL))
+    assert any("longer than 10" in e for e in check_meta(longer, LABEL).errors)
     gone = yaml.safe_load(yaml.safe_dump(meta))
     del gone["results"]["development_dataset"]["device_wise"]["s6"]
-    assert any("device_wise.s6 is missing" in e for e in check_meta(gone, LABEL))
-    assert any("differs from the package label" in e for e in check_meta(meta, "Doe_TA_task1a_2"))
+    assert any("device_wise.s6 is missing" in e for e in check_meta(gone, LABEL).errors)
+    assert any("differs from the package label" in e for e in check_meta(meta, "Doe_TA_task1a_2").errors)
+    words = yaml.safe_load(yaml.safe_dump(meta))
+    words["system"]["complexity"]["total_parameters"] = "about 46k"
+    assert any("total_parameters 'about 46k' is not an integer" in e for e in check_meta(words, LABEL).errors)
+    numeric = yaml.safe_load(yaml.safe_dump(meta))
+    numeric["results"]["development_dataset"]["overall"]["logloss"] = "low"
+    assert any("overall.logloss 'low' is not a number" in e for e in check_meta(numeric, LABEL).errors)
+    lean = yaml.safe_load(yaml.safe_dump(meta))
+    del lean["system"]["description"]["complexity_management"]
+    del lean["system"]["complexity"]["model_size"]
+    found = check_meta(lean, LABEL)
+    assert found.errors == [] and len(found.warnings) == 2  # accepted by the organisers, flagged by us
 
 
 def test_package_layout_rule(package):
@@ -163,7 +192,8 @@ def test_package_layout_rule(package):
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr(f"task1/{LABEL}/{LABEL}.output.csv", _output(package))
     assert any(
-        "not at <root>/task1/<label>/<file>" in e for e in check_package(buf.getvalue(), _expected(package))
+        "not at <root>/task1/<label>/<file>" in e
+        for e in check_package(buf.getvalue(), _expected(package)).errors
     )
 
 
@@ -213,4 +243,74 @@ def test_example_meta_file_builds_a_valid_meta():
     meta = build_meta(
         user, LABEL, {"params": 1, "nonzero_params": 1, "nonzero_bytes": 2}, metrics, 44100, "float16"
     )
-    assert check_meta(meta, LABEL) == []
+    assert check_meta(meta, LABEL) == Findings()
+
+
+def _zip(members: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, text in members.items():
+            z.writestr(name, text)
+    return buf.getvalue()
+
+
+def test_check_submission_defaults_to_the_real_2021_list_and_separates_warnings(package, tmp_path, capsys):
+    from tinyasc.data.tau import evaluation_2021_files
+
+    names = evaluation_2021_files()
+    assert len(names) == 7920 and names[0] == "audio/0.wav" and names[-1] == "audio/7919.wav"
+    p = np.full((len(names), 10), 0.1)
+    output = format_output_csv(names, p, SCENES)
+    meta = yaml.safe_load(
+        zipfile.ZipFile(package / "out" / "Doe_TA_task1.zip").read(
+            f"Doe_TA_task1/task1/{LABEL}/{LABEL}.meta.yaml"
+        )
+    )
+    del meta["system"]["description"]["complexity_management"]
+    root = f"Doe_TA_task1/task1/{LABEL}/{LABEL}"
+    good = tmp_path / "good.zip"
+    good.write_bytes(_zip({f"{root}.output.csv": output, f"{root}.meta.yaml": yaml.safe_dump(meta)}))
+    assert main(["check-submission", str(good)]) == 0  # no eval root: the 7,920 official names
+    out = capsys.readouterr().out
+    assert (
+        "0 error(s)" in out and "warning (tinyasc's stricter rule" in out and "complexity_management" in out
+    )
+    short = tmp_path / "short.zip"
+    short.write_bytes(
+        _zip(
+            {
+                f"{root}.output.csv": "\n".join(output.splitlines()[:-1]),
+                f"{root}.meta.yaml": yaml.safe_dump(meta),
+            }
+        )
+    )
+    assert main(["check-submission", str(short)]) == 1
+    assert "error: output: 7919 unique files, expected 7920" in capsys.readouterr().out
+
+
+def test_a_broken_meta_yaml_is_one_line_not_a_traceback(package, tmp_path, capsys):
+    root = f"Doe_TA_task1/task1/{LABEL}/{LABEL}"
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(
+        _zip({f"{root}.output.csv": _output(package), f"{root}.meta.yaml": "submission: [unclosed\n"})
+    )
+    assert main(["check-submission", str(bad), str(package / "eval")]) == 1
+    assert "meta.yaml: not valid YAML at line 2" in capsys.readouterr().out
+    tagged = tmp_path / "tagged.yaml"
+    tagged.write_text("submission: !!python/object/apply:os.system ['true']\n")
+    args = ["submit", str(package / "run"), str(package / "eval"), "--label", LABEL, "--meta", str(tagged)]
+    assert main([*args, "-o", str(tmp_path / "o")]) == 2
+    assert "tagged.yaml: not valid YAML" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_submit_refuses_results_of_another_temperature(package, tmp_path, capsys):
+    from tests.conftest import copy_run
+
+    run = copy_run(package / "run", tmp_path / "run")
+    (run / "calibration.json").write_text('{"temperature": 1.5}')
+    args = ["submit", str(run), str(package / "eval"), "--label", LABEL, "--meta", str(package / "meta.yaml")]
+    assert main([*args, "-o", str(tmp_path / "o")]) == 2
+    assert (
+        "evaluated at temperature 1.0000 but the run is now calibrated at 1.5000" in capsys.readouterr().err
+    )

@@ -142,3 +142,15 @@ def test_evaluate_fraction_keeps_the_a_dominated_training_part_and_a_large_test_
     assert select_files(SynthSpec(per_class_device=None, fraction=0.02, seed=0)) != chosen
     with pytest.raises(ValueError, match="evaluate_fraction"):
         SynthSpec(per_class_device=None, fraction=0.1, evaluate_fraction=0)
+
+
+def test_evaluation_layout_defaults_to_the_real_7920_file_list():
+    from collections import Counter
+
+    from tinyasc.data.synth.corpus import evaluation_items
+
+    items = evaluation_items(None, seed=0)
+    assert len(items) == len(set(items)) == 7920  # audio/0.wav ... audio/7919.wav, as the validator checks
+    per_combo = Counter((scene, dev) for scene, _, _, _, dev in items)
+    assert len(per_combo) == 150 and set(per_combo.values()) == {52, 53}
+    assert len(evaluation_items(53, seed=0)) == 7950  # a named smaller (or larger) list is exact too

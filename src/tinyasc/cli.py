@@ -39,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("out")
     g = s.add_mutually_exclusive_group()
     g.add_argument(
-        "--per-class-device", type=int, default=None, help="files per (split, scene, device); default 20"
+        "--per-class-device",
+        type=int,
+        default=None,
+        help="files per (split, scene, device); default 20 (with --evaluation: the real 7,920-file list)",
     )
     g.add_argument(
         "--fraction", type=float, default=None, help="fraction of the real split per (split, scene, device)"
@@ -54,7 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--workers", type=int, default=2)
     s.add_argument(
-        "--evaluation", action="store_true", help="2021 evaluation-set layout (audio/<n>.wav, no labels)"
+        "--evaluation",
+        action="store_true",
+        help="2021 evaluation-set layout (audio/<n>.wav, no labels): the real list of 7,920 files, or with "
+        "--per-class-device N a smaller test list",
     )
     s.add_argument("--reference", help="--evaluation: where to write the labels (default OUT.reference.csv)")
     s.add_argument("--quiet", action="store_true")
@@ -175,11 +181,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--meta", required=True, help="YAML with submission: name, abbreviation, authors (and system:)"
     )
     s.add_argument("-o", "--out", default="submission", help="output folder (default ./submission)")
+    s.add_argument("--report", help="the technical report (PDF) the instructions require, put into the zip")
     s.add_argument("--workers", type=int, default=2)
 
-    s = sub.add_parser("check-submission", help="check a submission zip with the organisers' rules")
-    s.add_argument("package")
-    s.add_argument("eval_root")
+    s = sub.add_parser(
+        "check-submission",
+        help="check a submission zip: the organisers' rules (errors) and tinyasc's stricter ones (warnings)",
+    )
+    s.add_argument("package", help="the submission zip")
+    s.add_argument(
+        "eval_root",
+        nargs="?",
+        help="evaluation-set root whose file list to check against (default: the real 2021 list, "
+        "audio/0.wav ... audio/7919.wav)",
+    )
 
     s = sub.add_parser("download", help="download, verify (md5) and extract TAU 2020 Mobile packages")
     s.add_argument("dest", help="folder that will hold TAU-urban-acoustic-scenes-2020-mobile-*/")

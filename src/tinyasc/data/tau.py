@@ -56,6 +56,15 @@ DEV_CITIES: tuple[str, ...] = (
 EVAL_ONLY_CITIES: tuple[str, ...] = ("amsterdam", "madrid")
 CITIES: tuple[str, ...] = DEV_CITIES + EVAL_ONLY_CITIES
 
+# The 2021 evaluation set is a fixed list: audio/0.wav ... audio/7919.wav (the official validator
+# checks exactly these names and that count).
+EVALUATION_2021_COUNT = 7920
+
+
+def evaluation_2021_files() -> list[str]:
+    return [f"audio/{i}.wav" for i in range(EVALUATION_2021_COUNT)]
+
+
 DEV_ROOT_NAME = "TAU-urban-acoustic-scenes-2020-mobile-development"
 EVAL_ROOT_NAME = "TAU-urban-acoustic-scenes-2021-mobile-evaluation"
 

@@ -25,7 +25,7 @@ from tinyasc.data.index import Clip, DataError, _read_rows, _tau_clip
 from tinyasc.data.synth.devices import apply_device
 from tinyasc.data.synth.dsp import SR, rng_for
 from tinyasc.data.synth.scenes import render_scene
-from tinyasc.data.tau import CITIES, DEVICES, SCENES
+from tinyasc.data.tau import CITIES, DEVICES, EVALUATION_2021_COUNT, SCENES
 from tinyasc.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -203,30 +203,38 @@ def _csv(header: list[str], rows: list[tuple]) -> str:
     return "\n".join(["\t".join(header)] + ["\t".join(map(str, r)) for r in rows]) + "\n"
 
 
-def evaluation_items(per_class_device: int, seed: int) -> list[tuple[str, str, str, str, str]]:
+def evaluation_items(per_class_device: int | None, seed: int) -> list[tuple[str, str, str, str, str]]:
     """(scene, city, location, segment, device) of a 2021-style evaluation set: 12 cities, 15 devices.
 
-    Locations and segments are new numbers (>= 5000), so they never collide with the development set.
-    Each segment is recorded by several devices (parallel recordings), as in the real set.
+    ``per_class_device=None`` gives exactly the real set's 7,920 files (52 or 53 per scene and device);
+    a number gives that many per scene and device (a smaller, named test list). Locations and segments
+    are new numbers (>= 5000), so they never collide with the development set. Each segment is recorded
+    by several devices (parallel recordings), as in the real set.
     """
+    combos = [(s_i, scene, dev) for s_i, scene in enumerate(SCENES) for dev in DEVICES]
+    if per_class_device is None:
+        base, extra = divmod(EVALUATION_2021_COUNT, len(combos))
+        quotas = [base + (k < extra) for k in range(len(combos))]
+    else:
+        quotas = [per_class_device] * len(combos)
     rng = rng_for(seed, "evaluation-items")
-    items = []
-    segment_id = 50000
-    for s_i, scene in enumerate(SCENES):
-        for dev in DEVICES:
-            for _ in range(per_class_device):
-                city = CITIES[int(rng.integers(len(CITIES)))]
-                location = str(5000 + s_i * 100 + int(rng.integers(40)))
-                items.append(
-                    (scene, city, location, str(segment_id + int(rng.integers(0, 3 * per_class_device))), dev)
-                )
-        segment_id += 1000
-    return sorted(set(items))
+    items: set[tuple[str, str, str, str, str]] = set()
+    for (s_i, scene, dev), quota in zip(combos, quotas, strict=True):
+        segments = 50000 + s_i * 1000, 3 * max(quotas)
+        mine = 0
+        while mine < quota:  # parallel recordings share segments; a repeated draw is drawn again
+            city = CITIES[int(rng.integers(len(CITIES)))]
+            location = str(5000 + s_i * 100 + int(rng.integers(40)))
+            item = (scene, city, location, str(segments[0] + int(rng.integers(0, segments[1]))), dev)
+            if item not in items:
+                items.add(item)
+                mine += 1
+    return sorted(items)
 
 
 def write_evaluation_corpus(
     out: str | Path,
-    per_class_device: int,
+    per_class_device: int | None = None,
     duration: float = 10.0,
     seed: int = 0,
     workers: int = 1,
@@ -234,6 +242,9 @@ def write_evaluation_corpus(
     progress: bool = False,
 ) -> dict:
     """Write the 2021 evaluation-set layout: ``audio/<n>.wav``, ``evaluation_setup/fold1_test.csv``.
+
+    By default the real set's list, ``audio/0.wav`` ... ``audio/7919.wav``, so that a submission built on
+    it passes the official validator; ``per_class_device`` makes a smaller test list instead.
 
     No labels go into the tree; the reference (``filename scene_label identifier source_label``) goes
     to ``reference`` (default: ``<out>.reference.csv`` beside the folder) for our own scoring.
