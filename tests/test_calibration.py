@@ -25,6 +25,9 @@ def test_calibrate_run_then_evaluate_reports_before_and_after(run_copy, capsys):
     run, _ = run_copy
     assert main(["calibrate", str(run), "--quiet"]) == 0
     rec = json.loads((run / "calibration.json").read_text())
+    said = capsys.readouterr().out
+    assert rec["at_upper_bound"] == (rec["temperature"] >= 19.98)
+    assert ("warning: T reached its upper bound 20" in said) == rec["at_upper_bound"]
     assert rec["temperature"] >= 1.0 and rec["bounds"][0] == 1.0  # never sharpens by default
     assert "validation split" in rec["fitted_on"]
     assert rec["validation_logloss_after"] <= rec["validation_logloss_before"] + 1e-9
@@ -39,3 +42,10 @@ def test_calibrate_run_then_evaluate_reports_before_and_after(run_copy, capsys):
         assert "uncalibrated" in metrics and "log loss" in (run / "report.md").read_text()
     (run / "calibration.json").unlink()  # uncalibrated again
     assert main(["evaluate", str(run)]) == 0
+
+
+def test_a_model_that_knows_nothing_drives_t_to_its_upper_bound():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 10, (200, 10))  # confident and unrelated to the labels
+    labels = rng.integers(0, 10, 200)
+    assert fit_temperature(logits, labels, 1.0) == pytest.approx(20.0, rel=1e-3)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from tests.conftest import copy_run
 from tinyasc.artifact import build_model, load_stored, size_report, stored_state
@@ -172,7 +173,7 @@ def test_every_method_through_the_cli(source, capsys):
     cases = {
         "float16": [],
         "int8-ptq": ["--calibration-clips", "16"],
-        "int8-qat": ["--epochs", "1"],
+        "int8-qat": ["--epochs", "1", "train.batch_size=8"],  # key=value overrides, as in train
         "prune+float16": ["--target", "0.5", "--epochs", "2", "--ramp-epochs", "1"],
         "prune+int8-ptq": ["--target-bytes", "30000", "--epochs", "1"],
         "binary": ["--epochs", "1"],
@@ -200,6 +201,7 @@ def test_every_method_through_the_cli(source, capsys):
             assert diff < 0.05
         capsys.readouterr()
     assert _digest(run) == before  # the source run is untouched
+    assert yaml.safe_load((out / "int8-qat" / "config.yaml").read_text())["train"]["batch_size"] == 8
     pf = json.loads((out / "prune_float16" / "metrics.jsonl").read_text().splitlines()[-1])
     assert pf["sparsity"] == pytest.approx(0.5, abs=1e-4)
     pi = json.loads((out / "prune_int8-ptq" / "compress.json").read_text())

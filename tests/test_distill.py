@@ -81,9 +81,16 @@ def test_stored_logits_join_by_file_name(tmp_path):
 def test_teachers_then_student_through_the_cli(tiny_corpus, tmp_path, capsys):
     cache = tmp_path / "cache"
     common = [f"data.root={tiny_corpus}", f"data.cache_dir={cache}", "train.epochs=1", "train.select_after=0"]
-    args = ["teachers", "configs/baseline.yaml", "--out", str(tmp_path / "t"), "--seeds", "2", "--quiet"]
-    for o in common:
-        args += ["--set", o]
+    args = [
+        "teachers",
+        "configs/baseline.yaml",
+        *common,
+        "--out",
+        str(tmp_path / "t"),
+        "--seeds",
+        "2",
+        "--quiet",
+    ]
     assert main(args) == 0
     record = json.loads((tmp_path / "t" / "teachers.json").read_text())
     assert len(record["teachers"]) == 2 and record["ensemble"] == "mean of logits"

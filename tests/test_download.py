@@ -175,7 +175,7 @@ def test_missing_file_fails_clearly_via_cli(served, tmp_path, capsys):
         [
             "download",
             str(tmp_path),
-            "--set",
+            "--dataset",
             "development",
             "--base-url",
             server.url,

@@ -104,6 +104,7 @@ def test_models_cli_agrees_with_size_cli(capsys):
             main(["size", name, "--precision", precision, "--json"])
             report = json.loads(capsys.readouterr().out)
             assert report["bytes"] == rows[name][f"bytes_{precision}"], (name, precision)
+            assert report["nonzero_bytes"] == report["bytes"]  # a name: the dense figure, as `models`
             assert report["macs"] == rows[name]["macs"]
         assert rows[name]["fits"] == (rows[name]["bytes_as_shipped"] <= 128000)
     assert main(["models"]) == 0

@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train a model from a YAML config plus key=value overrides")
     s.add_argument("config", help="YAML file (a diff against the defaults), e.g. configs/baseline.yaml")
     s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.root=PATH train.epochs=20")
-    s.add_argument("--run-dir", required=True)
+    s.set_defaults(overrides_into="overrides")
+    s.add_argument("--run-dir", required=True, help="the run directory to write (or continue with --resume)")
     s.add_argument("--resume", action="store_true", help="continue an interrupted run in --run-dir")
     s.add_argument("--evaluate", action="store_true", help="evaluate on fold1_evaluate afterwards")
     s.add_argument("--quiet", action="store_true")
@@ -76,11 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "teachers", help="train a teacher ensemble and store its logits on the training fold for distillation"
     )
-    s.add_argument("configs", nargs="+", help="one YAML config per teacher (any registered model)")
-    s.add_argument("--out", required=True, help="folder for the teacher runs, logits.npz and teachers.json")
     s.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override for every teacher"
+        "configs",
+        nargs="+",
+        metavar="CONFIG_OR_OVERRIDE",
+        help="one YAML config per teacher (any registered model), and dotted key=value overrides for "
+        "every teacher, as in train (e.g. data.root=PATH)",
     )
+    s.set_defaults(overrides_into="configs")
+    s.add_argument("--out", required=True, help="folder for the teacher runs, logits.npz and teachers.json")
     s.add_argument("--seeds", type=int, default=1, help="teachers per config, seeds 0..N-1 (default 1)")
     s.add_argument("--quiet", action="store_true")
 
@@ -103,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("run", help="the trained source run (read only)")
     s.add_argument(
+        "overrides",
+        nargs="*",
+        help="dotted key=value overrides for the fine-tune, as in train (e.g. train.batch_size=32)",
+    )
+    s.set_defaults(overrides_into="overrides")
+    s.add_argument(
         "--method",
         required=True,
         help="float16 | float32 | int8-ptq | int8-qat | binary, optionally after prune: e.g. prune+int8-ptq",
@@ -117,7 +128,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, help="fine-tune epochs for prune, int8-qat, binary (default 10)")
     s.add_argument("--lr", type=float, help="fine-tune peak learning rate (default: the source's / 10)")
     s.add_argument("--calibration-clips", type=int, help="int8-ptq: training clips to calibrate on")
-    s.add_argument("--set", dest="overrides", nargs="*", default=[], help="more key=value for the fine-tune")
     s.add_argument("--resume", action="store_true", help="continue an interrupted fine-tune")
     s.add_argument("--no-evaluate", action="store_true", help="skip the evaluation on fold1_evaluate")
     s.add_argument("--quiet", action="store_true")
@@ -198,7 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("download", help="download, verify (md5) and extract TAU 2020 Mobile packages")
     s.add_argument("dest", help="folder that will hold TAU-urban-acoustic-scenes-2020-mobile-*/")
-    s.add_argument("--set", default="development", help="development (default) or evaluation-2020")
+    s.add_argument(
+        "--dataset", default="development", help="which packages: development (default) or evaluation-2020"
+    )
     s.add_argument("--parallel", type=int, default=2, help="packages fetched at once (default 2)")
     s.add_argument("--base-url", help="mirror URL template with {filename} (and optionally {record})")
     s.add_argument("--only", nargs="+", help="only these packages, e.g. doc meta audio.1")
@@ -217,8 +229,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse a command line. Dotted key=value overrides may also follow the options
+    (``tinyasc train CONFIG --quiet train.epochs=5``), which argparse alone would refuse."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    late = [r for r in rest if "=" in r and not r.startswith("-")]
+    if rest and (late != rest or not hasattr(args, "overrides_into")):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if late:
+        getattr(args, args.overrides_into).extend(late)
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -123,12 +123,16 @@ def cmd_train(a) -> int:
 
 
 def cmd_teachers(a) -> int:
+    overrides = [item for item in a.configs if "=" in item]  # as train: dotted key=value
+    files = [item for item in a.configs if "=" not in item]
     configs = []
-    for spec in a.configs:
+    for spec in files:
         if not spec.endswith((".yaml", ".yml")):
-            raise ConfigError(f"{spec}: expected a YAML config; pass overrides with --set KEY=VALUE")
+            raise ConfigError(f"{spec}: expected a YAML config (.yaml) or a key=value override")
         for seed in range(a.seeds):
-            configs.append(load_config(spec, [*a.set, f"train.seed={seed}"] if a.seeds > 1 else a.set))
+            configs.append(
+                load_config(spec, [*overrides, f"train.seed={seed}"] if a.seeds > 1 else overrides)
+            )
     record = train_teachers(configs, a.out, progress=not a.quiet)
     print(
         f"{len(record['teachers'])} teachers; ensemble logits of {record['files']} training clips in "
@@ -239,7 +243,9 @@ def cmd_size(a) -> int:
     else:
         get_model_info(a.target)
         model = create_model(a.target)
-        report = model_size(model, a.precision or "float16")
+        report = model_size(model, a.precision or "float16").dense(
+            "a registered model before training: every value counted (the figure of tinyasc models)"
+        )
     report.limit = a.limit or LIMIT_BYTES
     macs = count_macs(model).total
     if a.json:
@@ -287,6 +293,11 @@ def cmd_calibrate(a) -> int:
         f"temperature {r['temperature']:.4f} fitted on the {r['fitted_on']}: validation log loss "
         f"{r['validation_logloss_before']:.3f} -> {r['validation_logloss_after']:.3f}"
     )
+    if r["at_upper_bound"]:
+        print(
+            f"warning: T reached its upper bound {r['bounds'][1]:g}: on the validation split the model is "
+            "no better than uniform probabilities (train longer, or check the data); T was kept there"
+        )
     print(f"stored in {RunDir(a.run_dir) / RunDir.CALIBRATION}; tinyasc evaluate and predict now apply it")
     return 0
 
@@ -327,17 +338,17 @@ def cmd_check_submission(a) -> int:
 
 
 def cmd_download(a) -> int:
-    if a.set not in SETS:
-        raise DownloadError(f"unknown set {a.set!r}; expected one of {', '.join(SETS)}")
-    packages = SETS[a.set]
+    if a.dataset not in SETS:
+        raise DownloadError(f"--dataset {a.dataset!r}: expected one of {', '.join(SETS)}")
+    packages = SETS[a.dataset]
     if a.only:
         wanted = {f".{o}.zip" for o in a.only}
         packages = [p for p in packages if any(p.filename.endswith(w) for w in wanted)]
         if not packages:
-            raise DownloadError(f"--only {a.only}: no such package in {a.set} (e.g. doc, meta, audio.1)")
+            raise DownloadError(f"--only {a.only}: no such package in {a.dataset} (e.g. doc, meta, audio.1)")
     res = download(
         a.dest,
-        a.set,
+        a.dataset,
         a.base_url or ZENODO,
         a.parallel,
         keep_archives=not a.remove_archives,

@@ -92,6 +92,12 @@ class SizeReport:
     def fits(self) -> bool:
         return self.nonzero_bytes <= self.limit
 
+    def dense(self, why: str) -> SizeReport:
+        """The worst case: every value counted as non-zero (a model not yet trained, whose zeros are
+        initial values rather than pruned weights)."""
+        rows = [LayerRow(r.name, r.params, r.params, r.bytes, r.bytes, list(r.dtypes)) for r in self.rows]
+        return SizeReport(rows, self.precision, self.bn_mode, self.limit, [*self.notes, why])
+
     def to_dict(self) -> dict:
         return {
             "precision": self.precision,

@@ -35,11 +35,14 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
     return float(-np.mean(lp[np.arange(len(labels)), labels]))
 
 
+UPPER = 20.0  # T at this bound flattens the probabilities to near uniform: the model knows little
+
+
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, lower: float = 0.05) -> float:
     """T in [lower, 20] minimising the NLL, searched on log T (bounded Brent)."""
     res = minimize_scalar(
         lambda lt: nll(logits, labels, float(np.exp(lt))),
-        bounds=(np.log(lower), np.log(20.0)),
+        bounds=(np.log(lower), np.log(UPPER)),
         method="bounded",
         options={"xatol": 1e-5},
     )
@@ -67,9 +70,11 @@ def calibrate_run(run_dir: str | Path, allow_sharpening: bool = False, progress:
     t = fit_temperature(logits, labels, lower)
     if not allow_sharpening and t < 1.0 + 1e-3:
         t = 1.0  # the bound is active: the validation data asks for sharpening, which is not applied
+    at_upper = t >= UPPER * (1 - 1e-3)
     record = {
         "temperature": t,
-        "bounds": [lower, 20.0],
+        "bounds": [lower, UPPER],
+        "at_upper_bound": at_upper,
         "unconstrained_temperature": fit_temperature(logits, labels),
         "fitted_on": f"validation split of the training fold ({len(val)} clips, seed {cfg.data.validation_seed})",
         "model_file": lm.path.name,

@@ -111,7 +111,7 @@ def _check_options(prune: bool, storage: str | None, trains: bool, o: CompressOp
         raise CompressError("--calibration-clips: only int8-ptq calibrates")
     if not trains and (o.epochs is not None or o.lr is not None or o.overrides):
         raise CompressError(
-            f"--epochs/--lr/--set: the method {storage} is post-training here and does not train"
+            f"--epochs/--lr/key=value overrides: the method {storage} is post-training here and does not train"
         )
     if o.epochs is not None and o.epochs < 1:
         raise CompressError(f"--epochs {o.epochs}: need at least 1")

@@ -1,0 +1,45 @@
+"""The command line: one override syntax everywhere, and parsing that never loads torch."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tinyasc.cli import main, parse
+
+
+def test_overrides_are_key_value_words_before_or_after_the_options():
+    a = parse(["train", "c.yaml", "x.y=1", "--run-dir", "r", "--quiet", "train.epochs=5"])
+    assert a.overrides == ["x.y=1", "train.epochs=5"]
+    a = parse(["teachers", "a.yaml", "b.yaml", "--out", "o", "data.root=R"])
+    assert a.configs == ["a.yaml", "b.yaml", "data.root=R"]
+    a = parse(["compress", "RUN", "--method", "int8-qat", "--out", "o", "train.batch_size=8"])
+    assert a.run == "RUN" and a.overrides == ["train.batch_size=8"]
+    assert parse(["download", "d", "--dataset", "evaluation-2020"]).dataset == "evaluation-2020"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["evaluate", "RUN", "x=1"],  # evaluate takes no overrides
+        ["train", "c.yaml", "--run-dir", "r", "--nope"],
+        ["teachers", "a.yaml", "--out", "o", "--set", "data.root=R"],  # --set is gone: one syntax
+    ],
+)
+def test_anything_else_is_refused_by_the_parser(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_parsing_and_help_load_no_torch():
+    code = (
+        "import sys, contextlib, io\n"
+        "from tinyasc import cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    cli.main(['--help'])\n"
+        "cli.parse(['train', 'c.yaml', '--run-dir', 'r'])\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
