@@ -45,6 +45,16 @@ def test_cli_pipeline(tiny_corpus, trained, capsys, monkeypatch):
     assert (run / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     report = (run / "report.md").read_text()
     assert "| **average** |" in report and "| S6 |" in report.replace(" S6 ", " S6 ")
+    assert (run / "devices.png").read_bytes()[
+        :4
+    ] == b"\x89PNG" and "![accuracy and log loss per device]" in report
+    assert "## Accuracy per class and device" in report and "| **class-wise mean** |" in report
+    assert "Agresti-Coull" in report and report.startswith(
+        "# dcase2021_baseline (float16) on the evaluate split"
+    )
+    for d, m in metrics["device_wise"].items():  # every device: an interval that is not degenerate
+        assert m["accuracy_ci95"] > 0, d
+    assert set(metrics["class_device_accuracy"]["park"]) == set(metrics["device_wise"])
     out = (run / "output.csv").read_text().splitlines()
     assert out[0].split("\t") == [
         "filename",

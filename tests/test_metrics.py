@@ -41,11 +41,18 @@ def test_macro_accuracy_is_mean_of_class_accuracies():
     pred = np.array([0, 0, 0, 0, 0])
     assert micro_accuracy(y, pred) == pytest.approx(0.8)
     assert macro_accuracy(y, pred, 2) == pytest.approx(0.5)  # (1.0 + 0.0) / 2
-    # CI: 1.96 * sqrt(sum p(1-p)/n) / C with p = (1, 0) is 0
-    assert macro_accuracy_ci(y, pred, 2) == pytest.approx(0.0)
+    # CI: 1.96 * sqrt(sum v_c) / C with the Agresti-Coull variance v_c = p~(1 - p~) / (n + z^2),
+    # p~ = (correct + z^2/2) / (n + z^2): not 0 although each class is always or never right
+    z = 1.959963984540054
+
+    def v(correct, n):
+        p = (correct + z**2 / 2) / (n + z**2)
+        return p * (1 - p) / (n + z**2)
+
+    assert macro_accuracy_ci(y, pred, 2) == pytest.approx(z * np.sqrt(v(4, 4) + v(0, 1)) / 2)
+    assert macro_accuracy_ci(y, pred, 2) > 0.2
     y2, pred2 = np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1])
-    expected = 1.959963984540054 * np.sqrt(0.5 * 0.5 / 2 + 0) / 2
-    assert macro_accuracy_ci(y2, pred2, 2) == pytest.approx(expected)
+    assert macro_accuracy_ci(y2, pred2, 2) == pytest.approx(z * np.sqrt(v(1, 2) + v(2, 2)) / 2)
 
 
 def test_confusion_and_breakdown():

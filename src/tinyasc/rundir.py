@@ -12,7 +12,7 @@ from it:
   size.json, size.txt   the DCASE 2021 size report of what ships; size.json names the shipped file
   device_transfer.json  the learned device transfers of device translation
   calibration.json      the temperature of ``tinyasc calibrate``
-  metrics.json, report.md, confusion.png, output.csv   the evaluation of ``tinyasc evaluate``
+  metrics.json, report.md, confusion.png, devices.png, output.csv   the evaluation of ``tinyasc evaluate``
   compress.json         what ``tinyasc compress`` did to make the run
   model[_PRECISION].onnx  the default place of ``tinyasc export``
 
@@ -60,6 +60,7 @@ class RunDir:
     EVALUATION = "metrics.json"
     REPORT = "report.md"
     CONFUSION = "confusion.png"
+    DEVICES_PLOT = "devices.png"
     OUTPUT = "output.csv"
     COMPRESS = "compress.json"
     PARTIAL_SUFFIX = ".partial"
@@ -192,6 +193,7 @@ class RunDir:
             "metrics": self.path / self.EVALUATION,
             "report": self.path / self.REPORT,
             "confusion": self.path / self.CONFUSION,
+            "devices": self.path / self.DEVICES_PLOT,
             "output": self.path / self.OUTPUT,
         }
 

@@ -8,10 +8,13 @@
   of every file whose true-class probability is below 1e-15), rows renormalised, mean negative log of
   the true class.
 
-95% confidence intervals (normal approximation, stated in every report):
-- log loss: 1.96 x standard error of the per-file losses;
-- class-wise accuracy: 1.96 x sqrt(sum_c p_c (1 - p_c) / n_c) / C, the standard error of a mean of C
-  independent binomial proportions.
+95% confidence intervals (stated in every report):
+- log loss: 1.96 x standard error of the per-file losses (normal approximation);
+- class-wise accuracy: 1.96 x sqrt(sum_c v_c) / C, the standard error of a mean of C independent
+  binomial proportions, each with the Agresti-Coull variance v_c = p~(1 - p~) / (n + z^2) of
+  p~ = (correct + z^2 / 2) / (n + z^2). Unlike the plain Wald variance p(1 - p)/n it does not collapse
+  to 0 when a class is always or never right (a model that predicts one class is not certain of its
+  accuracy). This is Agresti and Coull's adjusted Wald interval, a close approximation of Wilson's.
 """
 
 from __future__ import annotations
@@ -55,10 +58,13 @@ def macro_accuracy(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
 
 
 def macro_accuracy_ci(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
-    acc = class_accuracies(y, pred, n_classes)
-    counts = np.array([np.sum(y == c) for c in range(n_classes)])
+    """Half-width of the 95% interval of the class-wise mean accuracy (Agresti-Coull per class)."""
+    counts = np.array([np.sum(y == c) for c in range(n_classes)], dtype=np.float64)
+    correct = np.array([np.sum((y == c) & (pred == c)) for c in range(n_classes)], dtype=np.float64)
     present = counts > 0
-    var = np.sum(acc[present] * (1 - acc[present]) / counts[present]) / present.sum() ** 2
+    n_adj = counts[present] + Z95**2
+    p_adj = (correct[present] + Z95**2 / 2) / n_adj
+    var = np.sum(p_adj * (1 - p_adj) / n_adj) / present.sum() ** 2
     return float(Z95 * np.sqrt(var))
 
 
@@ -103,6 +109,7 @@ def breakdown(
         "device_wise": {},
         "group_wise": {},
         "class_device_logloss": {},
+        "class_device_accuracy": {},
     }
     for c, name in enumerate(classes):
         mask = y == c
@@ -121,8 +128,12 @@ def breakdown(
             out["group_wise"][g] = summarize(y[mask], probs[mask], n)
     for c, name in enumerate(classes):
         out["class_device_logloss"][name] = {}
+        out["class_device_accuracy"][name] = {}
         for d in present:
             mask = (y == c) & (devices_arr == d)
             out["class_device_logloss"][name][d] = log_loss(y[mask], probs[mask]) if mask.any() else None
+            out["class_device_accuracy"][name][d] = (
+                micro_accuracy(y[mask], pred[mask]) if mask.any() else None
+            )
     out["confusion"] = confusion_matrix(y, pred, n).tolist()
     return out

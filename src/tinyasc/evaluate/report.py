@@ -50,6 +50,12 @@ def _fmt(v, pct=False) -> str:
     return f"{100 * v:.1f}%" if pct else f"{v:.3f}"
 
 
+def _ci(v, pct=False) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "-"
+    return f"{100 * v:.1f}" if pct else f"{v:.3f}"
+
+
 def markdown_report(metrics: dict, title: str) -> str:
     o = metrics["overall"]
     lines = [f"# {title}", ""]
@@ -65,7 +71,9 @@ def markdown_report(metrics: dict, title: str) -> str:
         f"| {o['files']} | {_fmt(o['accuracy'], True)} | ±{100 * o['accuracy_ci95']:.1f} | "
         f"{_fmt(o['micro_accuracy'], True)} | {_fmt(o['logloss'])} | ±{o['logloss_ci95']:.3f} |",
         "",
-        "Confidence intervals: normal approximation (see tinyasc.evaluate.metrics).",
+        "95% confidence intervals: class-wise accuracy with Agresti-Coull (adjusted Wald) intervals per "
+        "class, which stay wide when a class is always or never right; log loss with the normal "
+        "approximation (see tinyasc.evaluate.metrics).",
         "",
     ]
     if "uncalibrated" in metrics:
@@ -75,14 +83,29 @@ def markdown_report(metrics: dict, title: str) -> str:
             "",
         ]
     devices = list(metrics["device_wise"])
+    head = ["| {} | files | accuracy | 95% CI | log loss | 95% CI |", "|---|---|---|---|---|---|"]
+
+    def row(name, m):
+        return (
+            f"| {name} | {m['files']} | {_fmt(m['accuracy'], True)} | ±{_ci(m['accuracy_ci95'], True)} | "
+            f"{_fmt(m['logloss'])} | ±{_ci(m['logloss_ci95'])} |"
+        )
+
     if metrics["group_wise"]:
-        lines += ["## Device groups", "", "| group | files | accuracy | log loss |", "|---|---|---|---|"]
-        for g, m in metrics["group_wise"].items():
-            lines.append(f"| {g} | {m['files']} | {_fmt(m['accuracy'], True)} | {_fmt(m['logloss'])} |")
+        lines += ["## Device groups", "", head[0].format("group"), head[1]]
+        lines += [row(g, m) for g, m in metrics["group_wise"].items()]
         lines.append("")
-    lines += ["## Devices", "", "| device | files | accuracy | log loss |", "|---|---|---|---|"]
-    for d, m in metrics["device_wise"].items():
-        lines.append(f"| {d} | {m['files']} | {_fmt(m['accuracy'], True)} | {_fmt(m['logloss'])} |")
+    lines += ["## Devices", "", head[0].format("device"), head[1]]
+    lines += [row(d.upper(), m) for d, m in metrics["device_wise"].items()]
+    lines += ["", "![accuracy and log loss per device](devices.png)", ""]
+    lines += ["## Accuracy per class and device", ""]
+    lines.append("| scene | accuracy | " + " | ".join(d.upper() for d in devices) + " |")
+    lines.append("|---|---|" + "---|" * len(devices))
+    for name, m in metrics["class_wise"].items():
+        cells = [_fmt(metrics["class_device_accuracy"][name].get(d), True) for d in devices]
+        lines.append(f"| {name} | {_fmt(m['accuracy'], True)} | " + " | ".join(cells) + " |")
+    accs = [_fmt(metrics["device_wise"][d]["accuracy"], True) for d in devices]
+    lines.append(f"| **class-wise mean** | **{_fmt(o['accuracy'], True)}** | " + " | ".join(accs) + " |")
     lines += ["", "## Log loss per class and device (accuracy over all devices)", ""]
     lines.append("| scene | log loss | " + " | ".join(d.upper() for d in devices) + " | accuracy |")
     lines.append("|---|---|" + "---|" * len(devices) + "---|")
@@ -101,7 +124,9 @@ def markdown_report(metrics: dict, title: str) -> str:
     return "\n".join(lines)
 
 
-def confusion_png(cm: np.ndarray, classes: tuple[str, ...], path: Path) -> None:
+def confusion_png(
+    cm: np.ndarray, classes: tuple[str, ...], path: Path, title: str = "Confusion matrix"
+) -> None:
     import io
 
     import matplotlib
@@ -126,9 +151,44 @@ def confusion_png(cm: np.ndarray, classes: tuple[str, ...], path: Path) -> None:
                 fontsize=7,
                 color="white" if norm[i, j] > 0.5 else "black",
             )
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_xlabel("predicted scene")
+    ax.set_ylabel("true scene")
+    ax.set_title(title, fontsize=10)
+    bar = fig.colorbar(im, ax=ax, fraction=0.046)
+    bar.set_label("share of the true scene's files (row-normalised); cells: file counts", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def devices_png(metrics: dict, path: Path, title: str) -> None:
+    """Accuracy (with its 95% interval) and log loss per device, devices grouped as the report groups."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    devices = list(metrics["device_wise"])
+    acc = np.array([100 * metrics["device_wise"][d]["accuracy"] for d in devices])
+    err = np.array([100 * metrics["device_wise"][d]["accuracy_ci95"] for d in devices])
+    loss = np.array([metrics["device_wise"][d]["logloss"] for d in devices])
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(7.5, 5.5), sharex=True)
+    x = np.arange(len(devices))
+    a1.bar(x, acc, yerr=err, capsize=3, color="#4a7ab5")
+    a1.axhline(100 * metrics["overall"]["accuracy"], color="black", lw=0.8, ls="--", label="all devices")
+    a1.set_ylabel("class-wise accuracy (%)")
+    a1.set_ylim(0, 100)
+    a1.legend(fontsize=8, loc="lower right")
+    a2.bar(x, loss, color="#c0504d")
+    a2.axhline(metrics["overall"]["logloss"], color="black", lw=0.8, ls="--")
+    a2.set_ylabel("log loss")
+    a2.set_xticks(x, [d.upper() for d in devices])
+    a2.set_xlabel("device (error bars: 95% interval)")
+    a1.set_title(title, fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
@@ -137,7 +197,9 @@ def confusion_png(cm: np.ndarray, classes: tuple[str, ...], path: Path) -> None:
 
 
 def write_reports(paths: dict[str, Path], metrics: dict, classes: tuple[str, ...], title: str) -> None:
-    """metrics.json, confusion.png and report.md at ``paths`` (``RunDir.report_paths``)."""
+    """metrics.json, confusion.png, devices.png and report.md at ``paths`` (``RunDir.report_paths``)."""
     atomic_write_json(paths["metrics"], metrics)
-    confusion_png(np.array(metrics["confusion"]), classes, paths["confusion"])
+    confusion_png(np.array(metrics["confusion"]), classes, paths["confusion"], f"Confusion matrix: {title}")
+    if metrics["device_wise"]:
+        devices_png(metrics, paths["devices"], f"Per device: {title}")
     atomic_write_text(paths["report"], markdown_report(metrics, title))

@@ -57,7 +57,8 @@ def evaluate_run(run_dir: str | Path, progress: bool = False) -> dict:
     )
     paths = run.report_paths
     atomic_write_text(paths["output"], format_output_csv([c.filename for c in clips], probs, lm.classes))
-    write_reports(paths, metrics, lm.classes, f"Evaluation of {run.path.name} on fold1_evaluate")
+    title = f"{cfg.model.name} ({lm.storage}) on the evaluate split of {Path(cfg.data.root).name or cfg.data.root}"
+    write_reports(paths, metrics, lm.classes, title)
     return metrics
 
 
