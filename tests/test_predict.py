@@ -122,3 +122,15 @@ def test_csv_output_is_dcase_columns_plus_error(trained_run, clip, tmp_path):
     lines = (tmp_path / "o.csv").read_text().splitlines()
     assert lines[0].split("\t")[:2] == ["filename", "scene_label"] and lines[0].split("\t")[-1] == "error"
     assert len(lines) == 2 and len(lines[1].split("\t")) == 13
+
+
+def test_a_file_given_twice_is_predicted_once_and_a_zero_hop_is_refused(trained_run, clip, tmp_path, capsys):
+    run, _ = trained_run
+    sf.write(tmp_path / "good.wav", clip, 44100)
+    (tmp_path / "list.txt").write_text("good.wav\n")
+    good = str(tmp_path / "good.wav")
+    out = tmp_path / "o.csv"
+    assert main(["predict", str(run), good, good, str(tmp_path / "list.txt"), "-o", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 2  # header and one row
+    assert main(["predict", str(run), good, "--hop", "0"]) == 2
+    assert "--window and --hop must be > 0 seconds" in capsys.readouterr().err

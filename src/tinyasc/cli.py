@@ -226,7 +226,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dir", default="tinyasc_demo", help="working folder (default ./tinyasc_demo)")
     s.add_argument("--quick", action="store_true", help="about a minute: a tiny corpus and two epochs")
     s.add_argument("--workers", type=int, default=2)
+    _fill_help(sub)
     return p
+
+
+# Help for the options many subcommands share, where a subcommand gives none of its own.
+COMMON_HELP = {
+    "quiet": "no progress bars",
+    "json": "print the result as JSON",
+    "workers": "worker processes for decoding and features (default 2)",
+    "seed": "random seed (default 0)",
+    "run_dir": "a run directory (what tinyasc train --run-dir wrote)",
+    "out": "the folder to write",
+    "output": "a DCASE output file (filename, scene_label, one probability column per class)",
+    "format": "the export format (onnx)",
+    "batch_size": "clips per model call (default 32)",
+}
+
+
+def _fill_help(sub: argparse._SubParsersAction) -> None:
+    for parser in sub.choices.values():
+        for action in parser._actions:
+            if action.help is None and action.dest in COMMON_HELP:
+                action.help = COMMON_HELP[action.dest]
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

@@ -59,8 +59,21 @@ class FileResult:
 def collect_inputs(inputs: list[str]) -> tuple[list[Path], list[FileResult]]:
     """Expand files, folders (recursively, audio extensions only) and list files (.txt/.lst).
 
-    Returns (paths to predict, results already failed: missing paths, unsupported extensions).
+    Returns (paths to predict, results already failed: missing paths, unsupported extensions). A file
+    reached twice (given twice, or in a folder and a list) is predicted once, where it first appears.
     """
+    paths, failed = _collect(inputs)
+    seen: set[Path] = set()
+    unique = []
+    for p in paths:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique, failed
+
+
+def _collect(inputs: list[str]) -> tuple[list[Path], list[FileResult]]:
     paths: list[Path] = []
     failed: list[FileResult] = []
     for item in inputs:
@@ -77,7 +90,7 @@ def collect_inputs(inputs: list[str]) -> tuple[list[Path], list[FileResult]]:
                 for ln in lines
                 if ln and not ln.startswith("#")
             ]
-            more, more_failed = collect_inputs(sub)
+            more, more_failed = _collect(sub)
             paths += more
             failed += more_failed
         elif not p.exists():
@@ -157,8 +170,8 @@ def predict_files(
     temperature: float = 1.0,
 ) -> list[FileResult]:
     """Probabilities per file and per window; failures are returned with their reason, never raised."""
-    window_s = window_s or lm.frontend.duration
-    hop_s = hop_s or window_s
+    window_s = lm.frontend.duration if window_s is None else window_s
+    hop_s = window_s if hop_s is None else hop_s
     if window_s <= 0 or hop_s <= 0:
         raise ValueError(f"--window and --hop must be > 0 seconds (got {window_s}, {hop_s})")
     if window_s > lm.frontend.duration:

@@ -367,7 +367,7 @@ def epoch_record(epoch, lr, tr: dict, va: dict, n_val: int, d: Dist, seconds: fl
 def _epoch_line(r: dict) -> str:
     return (
         f"epoch {r['epoch']}: train loss {r['train_loss']:.3f} acc {r['train_accuracy']:.3f} | "
-        f"val loss {r['val_loss']:.3f} acc {r['val_accuracy']:.3f} | best epoch {r['best_epoch']}"
+        f"val loss {r['val_loss']:.3f} acc {r['val_accuracy']:.3f} | best epoch {r['best_epoch'] or '- (none selectable yet)'}"
     )
 
 
