@@ -134,6 +134,8 @@ class TrainConfig:
     threads: int | None = at_least(1, None)  # torch intra-op threads on CPU; None = torch's default
     init_from: str | None = None  # a tinyasc model file (float32 or float16) to start from: fine-tuning
     sync_batchnorm: bool = True  # DDP on CUDA: batch-norm statistics over the global batch
+    # experiment trackers mirroring metrics.jsonl (the [tracking] extra); metrics.jsonl stays the truth
+    trackers: tuple[Literal["tensorboard", "mlflow"], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -255,6 +257,12 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if hint is dict and isinstance(value, dict):
         return value
     if origin is tuple and isinstance(value, list | tuple):
+        item = args[0] if args else None
+        if typing.get_origin(item) is Literal:
+            for v in value:
+                if v not in typing.get_args(item):
+                    choices = ", ".join(repr(c) for c in typing.get_args(item))
+                    raise ConfigError(f"config key {key}: {v!r}; expected a list of {choices}")
         return tuple(value)
     expected = "list" if origin is tuple else getattr(hint, "__name__", str(hint))
     raise ConfigError(f"config key {key}: expected {expected}, got {value!r}")

@@ -15,6 +15,7 @@ from it:
   metrics.json, report.md, confusion.png, devices.png, output.csv   the evaluation of ``tinyasc evaluate``
   compress.json         what ``tinyasc compress`` did to make the run
   model[_PRECISION].onnx  the default place of ``tinyasc export``
+  tensorboard/, mlflow.db  what the tracker sinks of ``train.trackers`` mirror of metrics.jsonl
 
 ``tinyasc compress`` builds a run in ``NAME.partial`` and renames it when complete (``staging``).
 """
@@ -63,6 +64,7 @@ class RunDir:
     DEVICES_PLOT = "devices.png"
     OUTPUT = "output.csv"
     COMPRESS = "compress.json"
+    TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow.db"}  # where the tracker sinks write
     PARTIAL_SUFFIX = ".partial"
 
     def __init__(self, path: str | Path):
@@ -168,6 +170,10 @@ class RunDir:
 
     def clear_metrics(self) -> None:
         (self.path / self.METRICS).unlink(missing_ok=True)
+
+    def tracker_dir(self, name: str) -> Path:
+        """Where a tracker sink writes: the tensorboard/ folder or the mlflow.db SQLite store."""
+        return self.path / self.TRACKERS[name]
 
     def save_device_transfer(self, transfers: dict) -> None:
         atomic_write_json(self.path / self.DEVICE_TRANSFER, transfers)

@@ -32,6 +32,7 @@ from tinyasc.train.distributed import Dist, epoch_order, init_distributed, shutd
 from tinyasc.train.hooks import hook_states, load_hook_states, make_hooks
 from tinyasc.train.loop import loss_and_accuracy, predict_logits, train_one_epoch
 from tinyasc.train.recipe import BatchRecipe
+from tinyasc.train.trackers import make_trackers
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
         if state is not None:
             load_hook_states(hooks, state.get("hooks", state), f"{run.path / run.LAST}")
         source, source_rows, extras = training_inputs(cfg, splits, d, progress)
+        trackers = make_trackers(cfg, run) if d.is_main else []
         if d.is_main:
             if state is not None:
                 run.truncate_metrics(start_epoch - 1)  # the epochs after the checkpoint train again
@@ -120,11 +122,15 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
             record["best_epoch"] = best["epoch"]
             if d.is_main:
                 run.append_metrics(record)
+                for tracker in trackers:
+                    tracker.log(record)
                 run.save_last(training_state(cfg, model, optimizer, epoch, best, hooks))
             if progress:
                 print(_epoch_line(record), flush=True)
 
         # --- finish: the selected epoch becomes model.pt and ships as cfg.quantize
+        for tracker in trackers:
+            tracker.close()
         d.barrier()
         shipped = ship_selected(run, cfg, model, norm, splits, best) if d.is_main else None
         return {
