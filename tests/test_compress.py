@@ -202,6 +202,16 @@ def test_every_method_through_the_cli(source, capsys):
         capsys.readouterr()
     assert _digest(run) == before  # the source run is untouched
     assert yaml.safe_load((out / "int8-qat" / "config.yaml").read_text())["train"]["batch_size"] == 8
+    # the runs side by side, and the size-versus-accuracy plot
+    dsts = [out / m.replace("+", "_") for m in cases]
+    assert main(["compare", str(run), *map(str, dsts), "--plot", str(out / "cmp.png"), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out.split("\nsize against accuracy")[0])
+    assert [r["name"] for r in rows] == [run.name, *(d.name for d in dsts)]
+    for r, d in zip(rows[1:], dsts, strict=True):
+        assert r["bytes"] == json.loads((d / "size.json").read_text())["nonzero_bytes"]
+    assert (out / "cmp.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["compare", str(out)]) == 2  # not a run: one line, exit 2
+    assert "no size.json" in capsys.readouterr().err
     pf = json.loads((out / "prune_float16" / "metrics.jsonl").read_text().splitlines()[-1])
     assert pf["sparsity"] == pytest.approx(0.5, abs=1e-4)
     pi = json.loads((out / "prune_int8-ptq" / "compress.json").read_text())

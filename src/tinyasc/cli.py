@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--json", action="store_true")
 
+    s = sub.add_parser("compare", help="evaluated runs side by side, with a size-versus-accuracy plot")
+    s.add_argument("runs", nargs="+", help="run directories, each evaluated (tinyasc evaluate RUN)")
+    s.add_argument("--plot", help="write the size-versus-accuracy plot to this PNG file")
+    s.add_argument("--json", action="store_true")
+
     s = sub.add_parser(
         "compress",
         help="compress a trained run (float16, int8 PTQ/QAT, pruning, 1-bit) into a new run directory",

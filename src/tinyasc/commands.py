@@ -21,6 +21,7 @@ from tinyasc.data.index import DataError, load_generic, load_tau, validation_spl
 from tinyasc.data.synth import SynthSpec, write_corpus, write_evaluation_corpus
 from tinyasc.data.tau import evaluation_2021_files
 from tinyasc.evaluate.calibration import calibrate_run
+from tinyasc.evaluate.compare import compare_rows, format_rows, size_accuracy_png
 from tinyasc.evaluate.infer import collect_inputs, format_csv, format_jsonl, predict_files
 from tinyasc.evaluate.predict import load_model
 from tinyasc.evaluate.run import evaluate_run, score
@@ -163,6 +164,18 @@ def cmd_evaluate(a) -> int:
         for g, s in m["group_wise"].items():
             print(f"  {g:8s} accuracy {100 * s['accuracy']:.1f}%  log loss {s['logloss']:.3f}")
         print(f"report: {RunDir(a.run_dir).report_paths['report']}")
+    return 0
+
+
+def cmd_compare(a) -> int:
+    rows = compare_rows(a.runs)
+    if a.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_rows(rows))
+    if a.plot:
+        size_accuracy_png(rows, a.plot)
+        print(f"size against accuracy: {a.plot}")
     return 0
 
 
@@ -385,6 +398,7 @@ COMMANDS = {
     "teachers": cmd_teachers,
     "evaluate": cmd_evaluate,
     "score": cmd_score,
+    "compare": cmd_compare,
     "compress": cmd_compress,
     "export": cmd_export,
     "size": cmd_size,
