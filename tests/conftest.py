@@ -10,6 +10,20 @@ REAL_SETUP = (
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Tests never write into the user's ~/.cache/tinyasc (feature caches, the model table)."""
+    import os
+
+    old = os.environ.get("TINYASC_CACHE")
+    os.environ["TINYASC_CACHE"] = str(tmp_path_factory.mktemp("tinyasc_cache"))
+    yield
+    if old is None:
+        os.environ.pop("TINYASC_CACHE", None)
+    else:
+        os.environ["TINYASC_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     """One file per (split, scene, device): 60 train + 90 evaluate clips of 10 s, built once per session."""

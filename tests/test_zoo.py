@@ -236,3 +236,21 @@ def test_models_trace_with_fx_and_keep_their_outputs(name):
         torch.testing.assert_close(traced(x), model(x))
     with pytest.raises(InputShapeError):
         model(torch.randn(1, 1, 8, 8))  # outside tracing the check still holds
+
+
+def test_model_table_is_cached_under_a_key_of_its_source(tmp_path, monkeypatch):
+    from tinyasc import zoo
+
+    names = ["dcase2021_baseline", "resnet_c12"]
+    rows = zoo.model_table(names, cache_dir=tmp_path)
+    assert [r["name"] for r in rows] == names and rows[0]["bytes_float16"] == 93_004
+    assert len(list(tmp_path.glob("models-*.json"))) == 1
+
+    def never(name):
+        raise AssertionError(f"{name} computed again")
+
+    monkeypatch.setattr(zoo, "model_row", never)
+    assert zoo.model_table(names, cache_dir=tmp_path) == rows  # read back, not recomputed
+    monkeypatch.setattr(zoo, "table_key", lambda: "changed-source")
+    with pytest.raises(AssertionError, match="computed again"):
+        zoo.model_table(names, cache_dir=tmp_path)  # other code: a new key, computed anew

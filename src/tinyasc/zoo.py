@@ -1,10 +1,29 @@
-"""The model table of ``tinyasc models``: parameters, bytes at three precisions, MACs, fit."""
+"""The model table of ``tinyasc models``: parameters, bytes at three precisions, MACs, fit.
+
+A row is a pure function of the architecture code and the counting code, so the table is kept in the
+cache folder (``$TINYASC_CACHE``, default ``~/.cache/tinyasc``) under a key hashed from that source and
+the torch version: the first listing builds every model and runs one clip through it (seconds), later
+ones read the file. Any change to ``tinyasc/models/`` or the size and MAC rules makes a new key.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from tinyasc import models
+from tinyasc.compress import macs, size
 from tinyasc.compress.macs import count_macs
 from tinyasc.compress.size import LIMIT_BYTES, model_size
+from tinyasc.data.cache import default_cache_dir
+from tinyasc.io import atomic_write_json
 from tinyasc.models import create_model, get_model_info, list_models
+
+log = logging.getLogger(__name__)
 
 
 def model_row(name: str) -> dict:
@@ -30,8 +49,33 @@ def model_row(name: str) -> dict:
     }
 
 
-def model_table(names: list[str] | None = None) -> list[dict]:
-    return [model_row(n) for n in (names or list_models())]
+def table_key() -> str:
+    """Hash of what a row depends on: the model and counting source, and the torch version."""
+    h = hashlib.sha1(torch.__version__.encode())
+    sources = sorted(Path(models.__file__).parent.glob("*.py")) + [Path(size.__file__), Path(macs.__file__)]
+    for path in sources:
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def model_table(names: list[str] | None = None, cache_dir: str | Path | None = None) -> list[dict]:
+    """Rows of ``names`` (default: every registered model), from the cached table when it is current."""
+    names = names or list_models()
+    for n in names:
+        get_model_info(n)  # an unknown name fails before anything is computed
+    path = Path(cache_dir or default_cache_dir()) / f"models-{table_key()}.json"
+    try:
+        cached = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        cached = {}
+    missing = [n for n in names if n not in cached]
+    if missing:
+        cached.update({n: model_row(n) for n in missing})
+        try:
+            atomic_write_json(path, cached)
+        except OSError as e:  # a read-only cache folder: the table is right, only computed again next time
+            log.warning("could not store the model table in %s (%s)", path, e)
+    return [cached[n] for n in names]
 
 
 def format_table(rows: list[dict]) -> str:
