@@ -134,3 +134,25 @@ def test_a_file_given_twice_is_predicted_once_and_a_zero_hop_is_refused(trained_
     assert len(out.read_text().splitlines()) == 2  # header and one row
     assert main(["predict", str(run), good, "--hop", "0"]) == 2
     assert "--window and --hop must be > 0 seconds" in capsys.readouterr().err
+
+
+def test_long_files_stream_in_parts_with_the_same_result(trained_run, clip, tmp_path, monkeypatch):
+    """Parts of a few windows (bounded memory for hours of audio) give what one whole-file pass gives,
+    resampling included: each part is read with whole resampling blocks of margin."""
+    from tinyasc.evaluate import infer
+
+    run, _ = trained_run
+    lm = load_model(run)
+    rng = np.random.default_rng(1)
+    long = np.concatenate([clip, rng.normal(0, 0.05, 44100 * 45)]).astype(np.float32)
+    sf.write(
+        tmp_path / "long48.wav", np.stack([resample_poly(long, 160, 147)] * 2, axis=1), 48000, subtype="FLOAT"
+    )
+    monkeypatch.setattr(infer, "PART_WINDOWS", 1000)
+    (whole,) = predict_files(lm, [tmp_path / "long48.wav"], window_s=10.0, hop_s=5.0, workers=1)
+    monkeypatch.setattr(infer, "PART_WINDOWS", 2)
+    (parts,) = predict_files(lm, [tmp_path / "long48.wav"], window_s=10.0, hop_s=5.0, workers=2)
+    assert len(parts.windows) == len(whole.windows) == 11
+    for (s1, e1, p1), (s2, e2, p2) in zip(whole.windows, parts.windows, strict=True):
+        assert (s1, e1) == (s2, e2)
+        np.testing.assert_allclose(p1, p2, atol=1e-6)

@@ -379,7 +379,9 @@ def cmd_demo(a) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the parsed command ``args.command``; bad input ends in one line on stderr and exit code 2."""
+    """Run the parsed command ``args.command``; bad input ends in one line on stderr and exit code 2, a
+    failure of the system (no space left, permission denied, a read-only file system) in one line
+    naming the path and exit code 1."""
     try:
         return COMMANDS[args.command](args)
     except (SubmissionError, DownloadError) as e:
@@ -389,6 +391,11 @@ def run(args: argparse.Namespace) -> int:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"tinyasc {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except OSError as e:
+        where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+        reason = e.strerror or str(e)
+        print(f"tinyasc {args.command}: error: {where + ': ' if where else ''}{reason}", file=sys.stderr)
+        return 1
 
 
 COMMANDS = {

@@ -201,6 +201,24 @@ class Config:
         return config_hash(self.to_dict())
 
 
+def with_absolute_paths(cfg: Config) -> Config:
+    """The config with its file and folder keys made absolute, so that a run directory's config.yaml
+    means the same files from any working directory (evaluate, compress and export read it later)."""
+
+    def absolute(p: str | None) -> str | None:
+        return str(Path(p).expanduser().resolve()) if p else p
+
+    d, t, a = cfg.data, cfg.train, cfg.augment
+    return dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(
+            d, root=absolute(d.root), csv=absolute(d.csv), cache_dir=absolute(d.cache_dir)
+        ),
+        train=dataclasses.replace(t, kd_logits=absolute(t.kd_logits), init_from=absolute(t.init_from)),
+        augment=dataclasses.replace(a, dir_path=absolute(a.dir_path)),
+    )
+
+
 def config_hash(obj: Any) -> str:
     """Stable short hash of a JSON-able object (sorted keys)."""
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -263,7 +281,13 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 if v not in typing.get_args(item):
                     choices = ", ".join(repr(c) for c in typing.get_args(item))
                     raise ConfigError(f"config key {key}: {v!r}; expected a list of {choices}")
-        return tuple(value)
+            return tuple(value)
+        out = []
+        for v in value:  # a list of names: strings, or numbers read as their text (folds 1-5)
+            if isinstance(v, bool) or not isinstance(v, str | int | float):
+                raise ConfigError(f"config key {key}: {v!r} in the list; expected names")
+            out.append(str(v))
+        return tuple(out)
     expected = "list" if origin is tuple else getattr(hint, "__name__", str(hint))
     raise ConfigError(f"config key {key}: expected {expected}, got {value!r}")
 
@@ -319,6 +343,8 @@ def _cross_checks(cfg: Config) -> None:
 
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     parts = dotted.split(".")
+    if not all(parts):
+        raise ConfigError(f"override {dotted!r}: an empty part in the dotted key")
     node = tree
     for p in parts[:-1]:
         node = node.setdefault(p, {})
@@ -334,7 +360,16 @@ def parse_overrides(overrides: list[str]) -> dict:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected key=value, e.g. train.epochs=5")
         key, raw = item.split("=", 1)
-        _set_dotted(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+        if not key.strip():
+            raise ConfigError(
+                f"override {item!r}: no key before '='; expected key=value, e.g. train.epochs=5"
+            )
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as e:
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"override {key.strip()}: {raw!r} is not a YAML value ({problem})") from None
+        _set_dotted(tree, key.strip(), value)
     return tree
 
 
@@ -360,9 +395,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         path = Path(path)
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: a folder, not a config file") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save the config as UTF-8") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML ({e})") from None
         if not isinstance(loaded, dict):

@@ -22,7 +22,12 @@ from it:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import logging
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -38,6 +43,8 @@ from tinyasc.io import (
 )
 from tinyasc.storage import Storage, shipped_storage
 
+log = logging.getLogger(__name__)
+
 MODEL_FILES = {
     Storage.FLOAT32: "model.pt",
     Storage.QAT: "model.pt",
@@ -45,6 +52,10 @@ MODEL_FILES = {
     Storage.INT8: "model_int8.pt",
     Storage.BINARY: "model_binary.pt",
 }
+
+
+class RunLockedError(ValueError):
+    """Another process is writing the run directory."""
 
 
 class RunDir:
@@ -66,6 +77,7 @@ class RunDir:
     COMPRESS = "compress.json"
     TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow.db"}  # where the tracker sinks write
     PARTIAL_SUFFIX = ".partial"
+    LOCK = ".lock"
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -75,6 +87,39 @@ class RunDir:
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
+
+    # --- one writer at a time -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, what: str) -> Iterator[None]:
+        """Hold the run's write lock while ``what`` (e.g. "tinyasc train") writes it.
+
+        A second writer fails at once with a ``RunLockedError`` naming the holder. The lock is an
+        ``flock`` on ``.lock``: the kernel releases it when its holder exits, even by kill -9, so a
+        crash never leaves the run locked. Temporary files of interrupted writes are removed here, since
+        no one else can be writing them.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / self.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+                raise RunLockedError(
+                    f"{self.path}: {holder} is writing this run; wait for it to finish or choose another folder"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{what} (pid {os.getpid()})".encode(), 0)
+            self.remove_temporaries()
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def remove_temporaries(self) -> None:
+        """Delete ``.NAME.*.tmp`` files of writes that were interrupted (atomic writes leave no others)."""
+        for tmp in self.path.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+            log.info("removed %s, left by an interrupted write", tmp)
 
     # --- the config ---------------------------------------------------------------------------------
     def config(self) -> Config:
@@ -150,11 +195,22 @@ class RunDir:
         return load_checkpoint(self.path / self.BEST)
 
     def metrics(self) -> list[dict]:
-        """The epochs of metrics.jsonl."""
+        """The epochs of metrics.jsonl. A last line cut short by a crash is left out (with a warning):
+        its epoch was not checkpointed, so a resumed run trains it again; a broken line before the last
+        is an error naming it."""
         path = self.path / self.METRICS
         if not path.exists():
             return []
-        return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+        records = []
+        for i, ln in enumerate(lines, start=1):
+            try:
+                records.append(json.loads(ln))
+            except json.JSONDecodeError:
+                if i < len(lines):
+                    raise ValueError(f"{path}:{i}: not a JSON line; the file is damaged") from None
+                log.warning("%s:%d: a line cut short by an interruption; left out", path, i)
+        return records
 
     def append_metrics(self, record: dict) -> None:
         with open(self.path / self.METRICS, "a") as f:

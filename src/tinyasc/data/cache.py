@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from tinyasc.config import FrontendConfig, config_hash
 from tinyasc.data.audio import load_clip
 from tinyasc.frontend import LogMel
 from tinyasc.io import atomic_write_json
+from tinyasc.procs import worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def _fill_in_chunks(out, jobs, fn, chunk, workers, desc, progress, initializer=N
             out[i * chunk : i * chunk + len(part)] = part
             bar.update(len(part))
     else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=initializer, initargs=initargs) as pool:
+        with worker_pool(workers, initializer, initargs) as pool:
             for i, part in enumerate(pool.map(fn, jobs)):
                 out[i * chunk : i * chunk + len(part)] = part
                 bar.update(len(part))
@@ -150,6 +150,19 @@ def cached_waveforms(
     return _cached_array(key, (len(paths), n_samples), fill, meta, cache_dir)
 
 
+def _remove_stale(cache_dir: Path, key: str) -> None:
+    """Delete the temporary files of ``key`` left by processes that no longer run (a kill -9)."""
+    for tmp in cache_dir.glob(f".{key}.*.npy.tmp"):
+        try:
+            pid = int(tmp.name.split(".")[-3])
+            os.kill(pid, 0)  # still running: its file is in use
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+            log.info("removed %s, left by an interrupted process", tmp)
+        except (ValueError, PermissionError):
+            continue
+
+
 def _cached_array(key: str, shape: tuple, fill, meta: dict, cache_dir: str | Path | None) -> np.ndarray:
     """The float16 memmap ``<key>.npy`` of ``shape``, filled by ``fill(out)`` when not complete yet."""
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -160,9 +173,14 @@ def _cached_array(key: str, shape: tuple, fill, meta: dict, cache_dir: str | Pat
         if old.get("complete") and tuple(old["shape"]) == tuple(shape):
             log.info("cache hit %s", array)
             return np.load(array, mmap_mode="r")
+    _remove_stale(cache_dir, key)
     tmp = cache_dir / f".{key}.{os.getpid()}.npy.tmp"
     try:
         mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
+        # Reserve every block now: a memory map over a sparse file that the disk cannot hold kills the
+        # process with SIGBUS in the middle of filling; reserved, a full disk is an OSError up front.
+        with open(tmp, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, os.path.getsize(tmp))
         fill(mm)
         mm.flush()
         del mm

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import time
 import urllib.error
 import urllib.request
@@ -213,6 +214,12 @@ def extract(archive: Path, dest: Path, pkg: Package) -> None:
                 name = PurePosixPath(info.filename)
                 if name.is_absolute() or ".." in name.parts:
                     raise DownloadError(f"{archive.name}: unsafe member path {info.filename!r}")
+                if stat.S_ISLNK(
+                    info.external_attr >> 16
+                ):  # the dataset holds files only; a link could point anywhere
+                    raise DownloadError(
+                        f"{archive.name}: member {info.filename!r} is a symbolic link; refused"
+                    )
                 if not info.is_dir():
                     members[str(name)] = info.file_size
             z.extractall(staging)
@@ -225,7 +232,9 @@ def extract(archive: Path, dest: Path, pkg: Package) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         if e.errno == errno.ENOSPC:
             raise DownloadError(f"{archive.name}: disk full while extracting into {dest}") from None
-        raise
+        raise DownloadError(
+            f"{archive.name}: cannot extract into {dest} ({e.strerror or e}: {e.filename})"
+        ) from None
     for name in members:
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ An evaluation-set root (2021 layout: ``audio/<n>.wav`` and only ``fold1_test.csv
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 from collections import Counter, defaultdict
@@ -24,6 +25,8 @@ from pathlib import Path
 from tinyasc.data.tau import SCENES, FileNameError, device_sort_key, parse_filename
 
 SPLITS = ("train", "evaluate", "test")
+
+log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -95,9 +98,11 @@ class ClipIndex:
 def _read_rows(path: Path, header: list[str]) -> list[tuple[int, list[str]]]:
     """Tab-separated rows with their 1-based line numbers; the header must start with ``header``."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark from a spreadsheet is dropped
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: a folder, not a CSV file") from None
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e})") from None
     lines = text.splitlines()
@@ -208,10 +213,13 @@ def check_audio_files(index: ClipIndex, show: int = 5) -> None:
             f"{index.root}: {len(missing)} listed audio file(s) missing: {', '.join(missing[:show])}{more}"
         )
     for c in index.clips:
+        path = index.root / c.filename
         try:
-            sf.info(str(index.root / c.filename))
+            info = sf.info(str(path))
         except Exception as e:  # soundfile raises LibsndfileError / RuntimeError subclasses
-            raise DataError(f"{index.root / c.filename}: not readable audio ({e})") from None
+            raise DataError(f"{path}: not readable audio ({e})") from None
+        if info.frames == 0:  # what the header tells; NaN, Inf and truncation show when the cache reads it
+            raise DataError(f"{path}: empty audio (0 samples)")
 
 
 def load_generic(
@@ -234,20 +242,24 @@ def load_generic(
     csv = Path(csv)
     root = Path(audio_root) if audio_root is not None else csv.parent
     rows = _read_rows(csv, ["filename", "scene_label"])
-    header = csv.read_text(encoding="utf-8").splitlines()[0].split("\t")
+    header = csv.read_text(encoding="utf-8-sig").splitlines()[0].split("\t")
     unknown_cols = set(header) - {"filename", "scene_label", "fold", "device", "identifier"}
     if unknown_cols:
         raise DataError(
             f"{csv}:1: unknown column(s) {sorted(unknown_cols)}; expected fold, device, identifier"
         )
     col = {name: i for i, name in enumerate(header)}
-    labels = sorted({r[1] for _, r in rows})
+    labels = sorted({r[1].strip() for _, r in rows if r[1].strip()})
     if classes is None:
         classes = labels
     seen: set[str] = set()
     parsed = []
     for line, r in rows:
-        filename, label = r[0], r[1]
+        filename, label = r[0].strip(), r[1].strip()
+        if not filename:
+            raise DataError(f"{csv}:{line}: empty file name")
+        if not label:
+            raise DataError(f"{csv}:{line}: {filename}: empty scene label")
         if label not in classes:
             raise DataError(f"{csv}:{line}: unknown scene {label!r}; expected one of {', '.join(classes)}")
         if filename in seen:
@@ -276,6 +288,11 @@ def load_generic(
         Clip(f, lab, "", ident, "", dev, "evaluate" if f in in_eval else "train")
         for f, lab, _, dev, ident in parsed
     ]
+    unused = [c for c in classes if c not in labels]
+    if unused:
+        log.warning(
+            "%s: class(es) %s have no file; the model will still have an output for each", csv, unused
+        )
     index = ClipIndex(root, tuple(classes), clips, "generic")
     if check_audio:
         check_audio_files(index)

@@ -81,5 +81,6 @@ def calibrate_run(run_dir: str | Path, allow_sharpening: bool = False, progress:
         "validation_logloss_before": nll(logits, labels, 1.0),
         "validation_logloss_after": nll(logits, labels, t),
     }
-    run.save_calibration(record)
+    with run.lock("tinyasc calibrate"):
+        run.save_calibration(record)
     return record

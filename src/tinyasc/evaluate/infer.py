@@ -7,7 +7,8 @@ windows start at 0, hop, 2*hop, ... while they start before the end; the last on
 trailing window holding less than half a window of audio is dropped when the file has a full window.
 A file shorter than one window gives one zero-padded window. The file's probabilities are the mean
 of its windows' probabilities (the baseline sums the softmax outputs of a file's sequences and
-divides by their number). Decoding, resampling and the frontend run in parallel worker processes;
+divides by their number). Decoding, resampling and the frontend run in parallel worker processes,
+a part of at most ``PART_WINDOWS`` windows at a time (so a file of hours needs the memory of minutes);
 the model runs batched in the main process.
 """
 
@@ -15,18 +16,20 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from math import gcd
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from tinyasc.config import FrontendConfig
-from tinyasc.data.audio import AudioError, read_audio, resample
+from tinyasc.data.audio import AudioError, resample, wav_declared_frames
 from tinyasc.evaluate.predict import LoadedModel
 from tinyasc.frontend import LogMel
+from tinyasc.procs import worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,7 @@ class FileResult:
     windows: list[tuple[float, float, np.ndarray]] = field(default_factory=list)  # (start s, end s, probs)
     error: str | None = None
     timing: dict = field(default_factory=dict)
+    heard: bool = False  # a sample that is not zero was read (a file of zeros is refused as silent)
 
 
 def collect_inputs(inputs: list[str]) -> tuple[list[Path], list[FileResult]]:
@@ -79,8 +83,14 @@ def _collect(inputs: list[str]) -> tuple[list[Path], list[FileResult]]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in AUDIO_EXTENSIONS)
-            if not found:
+            audio = sorted(q for q in p.rglob("*") if q.suffix.lower() in AUDIO_EXTENSIONS)
+            found = [q for q in audio if q.is_file()]
+            for q in audio:
+                if q.is_symlink() and not q.exists():  # dangling, or a loop of links
+                    failed.append(
+                        FileResult(str(q), error="a broken or looping link (its target does not exist)")
+                    )
+            if not audio:
                 failed.append(FileResult(str(p), error="folder holds no audio files"))
             paths += found
         elif p.suffix.lower() in LIST_EXTENSIONS and p.is_file():
@@ -117,6 +127,9 @@ def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
     return starts
 
 
+# Windows per decoding job: a long file is read, resampled and turned into features one part at a
+# time, so memory stays bounded whatever the file's length (8 windows of 10 s: 80 seconds of audio).
+PART_WINDOWS = 8
 _worker = None
 
 
@@ -126,38 +139,153 @@ def _init(cfg: FrontendConfig, window_s: float, hop_s: float) -> None:
     _worker = (cfg, LogMel(cfg), window_s, hop_s)
 
 
-def _decode(path: str) -> FileResult:
-    """Worker: decode, check, resample, window and compute log-mel features of one file."""
-    cfg, frontend, window_s, hop_s = _worker
-    t0 = time.perf_counter()
+@dataclass
+class Part:
+    """Windows ``first .. first + len(starts)`` of file ``index`` (starts in model-rate samples)."""
+
+    index: int
+    path: str
+    starts: list[int]
+    n_out: int  # samples of the whole file at the model's rate
+    window: int = 0  # samples of one window at the model's rate
+    error: str | None = None
+    features: np.ndarray | None = None  # (windows, 1, n_mels, frames)
+    nonzero: bool = False
+    timing: dict = field(default_factory=dict)
+
+
+def plan_parts(index: int, path: str, cfg: FrontendConfig, window_s: float, hop_s: float) -> list[Part]:
+    """The windows of one file, in parts of at most ``PART_WINDOWS``, from its header alone."""
+    import soundfile as sf
+
     try:
-        data, sr = read_audio(path)
-        if data.shape[0] == 0:
-            raise AudioError(f"{path}: empty audio (0 samples)")
-        if not np.isfinite(data).all():
-            raise AudioError(f"{path}: audio holds NaN or infinite samples")
-        mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-        if not np.any(mono):
-            raise AudioError(f"{path}: silent (every sample is zero)")
-        t1 = time.perf_counter()
-        mono = resample(mono, sr, cfg.sample_rate)
-        t2 = time.perf_counter()
-        window = int(round(window_s * cfg.sample_rate))
-        hop = int(round(hop_s * cfg.sample_rate))
-        starts = window_starts(len(mono), window, hop)
-        clips = np.zeros((len(starts), cfg.clip_samples), dtype=np.float32)
-        for i, s in enumerate(starts):
-            seg = mono[s : s + min(window, cfg.clip_samples)]
-            clips[i, : len(seg)] = seg
-        with torch.no_grad():
-            feats = frontend(torch.from_numpy(clips)).numpy()
-        t3 = time.perf_counter()
+        read_audio_header(path)
+        info = sf.info(path)
     except AudioError as e:
-        return FileResult(path, error=str(e).split(": ", 1)[-1])
-    res = FileResult(path, timing={"decode": t1 - t0, "resample": t2 - t1, "frontend": t3 - t2})
-    res.windows = [(s / cfg.sample_rate, min(s + window, len(mono)) / cfg.sample_rate, None) for s in starts]
-    res.features = feats  # type: ignore[attr-defined]
+        return [Part(index, path, [], 0, error=str(e).split(": ", 1)[-1])]
+    except Exception as e:  # libsndfile's errors
+        return [Part(index, path, [], 0, error=f"not readable audio ({e})")]
+    if info.frames == 0:
+        return [Part(index, path, [], 0, error="empty audio (0 samples)")]
+    up, down = _ratio(info.samplerate, cfg.sample_rate)
+    n_out = -(-info.frames * up // down)  # resample_poly's output length
+    window = int(round(window_s * cfg.sample_rate))
+    hop = int(round(hop_s * cfg.sample_rate))
+    starts = window_starts(n_out, window, hop)
+    return [
+        Part(index, path, starts[i : i + PART_WINDOWS], n_out, window)
+        for i in range(0, len(starts), PART_WINDOWS)
+    ]
+
+
+def read_audio_header(path: str) -> None:
+    """The checks a header allows before any sample is read: readable, not truncated."""
+    import soundfile as sf
+
+    if not Path(path).exists():
+        raise AudioError(f"{path}: file not found")
+    if not os.access(path, os.R_OK):  # libsndfile would only say "System error."
+        raise AudioError(f"{path}: permission denied")
+    declared = wav_declared_frames(path)
+    frames = sf.info(path).frames
+    if declared is not None and frames < declared:
+        raise AudioError(
+            f"{path}: truncated: its header declares {declared} samples, the file holds {frames}"
+        )
+
+
+def _ratio(sr_in: int, sr_out: int) -> tuple[int, int]:
+    g = gcd(sr_in, sr_out)
+    return sr_out // g, sr_in // g
+
+
+def _decode_part(part: Part) -> Part:
+    """Worker: read the span of a part's windows, downmix, resample and compute their log-mel.
+
+    The span read is widened by whole resampling blocks (``down`` input samples, ``up`` output samples)
+    beyond the resampler's filter, so each window's samples equal those of resampling the whole file.
+    """
+    import soundfile as sf
+
+    cfg, frontend, _, _ = _worker
+    if part.error is not None:
+        return part
+    t0 = time.perf_counter()
+    length = min(part.window, cfg.clip_samples)
+    try:
+        with sf.SoundFile(part.path) as f:
+            sr, frames = f.samplerate, f.frames
+            up, down = _ratio(sr, cfg.sample_rate)
+            margin = (20 * max(up, down) // up // down + 2) * down  # input samples, whole blocks
+            out_a, out_b = part.starts[0], min(part.starts[-1] + length, part.n_out)
+            in_a = max(0, (out_a // up) * down - margin)
+            in_b = min(frames, -(-out_b // up) * down + margin)
+            f.seek(in_a)
+            data = f.read(in_b - in_a, dtype="float32", always_2d=True)
+    except Exception as e:  # libsndfile's errors
+        part.error = f"not readable audio ({e})"
+        return part
+    if not np.isfinite(data).all():
+        part.error = "audio holds NaN or infinite samples"
+        return part
+    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    part.nonzero = bool(np.any(mono))
+    t1 = time.perf_counter()
+    mono = resample(mono, sr, cfg.sample_rate)
+    offset = in_a // down * up  # the model-rate index of mono[0]
+    t2 = time.perf_counter()
+    clips = np.zeros((len(part.starts), cfg.clip_samples), dtype=np.float32)
+    for i, s in enumerate(part.starts):
+        seg = mono[s - offset : min(s + length, part.n_out) - offset]
+        clips[i, : len(seg)] = seg
+    with torch.no_grad():
+        part.features = frontend(torch.from_numpy(clips)).numpy()
+    part.timing = {"decode": t1 - t0, "resample": t2 - t1, "frontend": time.perf_counter() - t2}
+    return part
+
+
+def _decode(path: str) -> FileResult:
+    """Worker-side features of a whole file (every part), as ``FileResult.features``; for tests."""
+    cfg, _, window_s, hop_s = _worker
+    parts = [_decode_part(p) for p in plan_parts(0, path, cfg, window_s, hop_s)]
+    res = FileResult(path)
+    for part in parts:
+        _add_part(res, part, cfg.sample_rate)
+    if res.error is None:
+        res.features = np.concatenate([p.features for p in parts])  # type: ignore[attr-defined]
     return res
+
+
+def _add_part(res: FileResult, part: Part, sample_rate: int) -> None:
+    """Fold a decoded part into its file's result: its windows (start, end in seconds), timing, error,
+    and whether any sample so far was not zero."""
+    if res.error is not None:
+        return
+    if part.error is not None:
+        res.error = part.error
+        return
+    for k, v in part.timing.items():
+        res.timing[k] = res.timing.get(k, 0.0) + v
+    res.windows += [
+        (s / sample_rate, min(s + part.window, part.n_out) / sample_rate, None) for s in part.starts
+    ]
+    res.heard = res.heard or part.nonzero
+
+
+def _bounded_map(fn, items, pool, in_flight: int):
+    """``map(fn, items)`` in order, with at most ``in_flight`` items submitted ahead of the consumer, so
+    decoded parts never pile up in memory while the model catches up."""
+    if pool is None:
+        yield from map(fn, items)
+        return
+    pending = []
+    items = iter(items)
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= in_flight:
+            yield pending.pop(0).result()
+    for fut in pending:
+        yield fut.result()
 
 
 def predict_files(
@@ -169,7 +297,10 @@ def predict_files(
     batch_size: int = 32,
     temperature: float = 1.0,
 ) -> list[FileResult]:
-    """Probabilities per file and per window; failures are returned with their reason, never raised."""
+    """Probabilities per file and per window; failures are returned with their reason, never raised.
+
+    Files are cut into parts of ``PART_WINDOWS`` windows that workers decode independently, at most a
+    few parts ahead of the model, so memory stays bounded for files of any length."""
     window_s = lm.frontend.duration if window_s is None else window_s
     hop_s = window_s if hop_s is None else hop_s
     if window_s <= 0 or hop_s <= 0:
@@ -177,47 +308,58 @@ def predict_files(
     if window_s > lm.frontend.duration:
         raise ValueError(f"--window {window_s} s exceeds the model's input of {lm.frontend.duration} s")
     args = (lm.frontend, window_s, hop_s)
-    names = [str(p) for p in paths]
+    results = [FileResult(str(p)) for p in paths]
+    parts = (
+        part for i, p in enumerate(paths) for part in plan_parts(i, str(p), lm.frontend, window_s, hop_s)
+    )
+    pool = None
     if workers <= 1:
         _init(*args)
-        decoded = map(_decode, names)
-        pool = None
     else:
-        pool = ProcessPoolExecutor(max_workers=workers, initializer=_init, initargs=args)
-        decoded = pool.map(_decode, names, chunksize=4)
-    results: list[FileResult] = []
-    pending: list[FileResult] = []
+        pool = worker_pool(workers, _init, args)
+    pending: list[tuple[FileResult, Part]] = []
+    probs_of: dict[int, list[np.ndarray]] = {i: [] for i in range(len(paths))}
     try:
-        for res in decoded:
-            results.append(res)
+        for part in _bounded_map(_decode_part, parts, pool, 2 * max(workers, 1)):
+            res = results[part.index]
+            _add_part(res, part, lm.frontend.sample_rate)
             if res.error is None:
-                pending.append(res)
-            if sum(len(r.windows) for r in pending) >= batch_size:
-                _run_model(lm, pending, temperature)
+                pending.append((res, part))
+            if sum(len(p.starts) for _, p in pending) >= batch_size:
+                _run_model(lm, pending, temperature, probs_of)
                 pending = []
-        _run_model(lm, pending, temperature)
+        _run_model(lm, pending, temperature, probs_of)
     finally:
         if pool is not None:
-            pool.shutdown()
+            pool.shutdown(cancel_futures=True)
+    for i, res in enumerate(results):
+        if res.error is None and not res.heard:
+            res.error = "silent (every sample is zero)"
+        if res.error is not None:
+            res.windows = []
+            continue
+        window_probs = probs_of[i]
+        res.windows = [(s, e, p) for (s, e, _), p in zip(res.windows, window_probs, strict=True)]
+        res.probs = np.mean(window_probs, axis=0)
     return results
 
 
 @torch.no_grad()
-def _run_model(lm: LoadedModel, batch: list[FileResult], temperature: float) -> None:
+def _run_model(lm: LoadedModel, batch: list, temperature: float, probs_of: dict) -> None:
+    batch = [(res, part) for res, part in batch if res.error is None]
     if not batch:
         return
     t0 = time.perf_counter()
-    x = torch.from_numpy(np.concatenate([r.features for r in batch]))  # type: ignore[attr-defined]
+    x = torch.from_numpy(np.concatenate([part.features for _, part in batch]))
     logits = lm.model(lm.norm(x)).double() / temperature
     probs = torch.softmax(logits, dim=1).numpy()
     share = (time.perf_counter() - t0) / len(batch)
     i = 0
-    for r in batch:
-        k = len(r.windows)
-        r.windows = [(s, e, probs[i + j]) for j, (s, e, _) in enumerate(r.windows)]
-        r.probs = probs[i : i + k].mean(axis=0)
-        r.timing["model"] = share
-        del r.features  # type: ignore[attr-defined]
+    for res, part in batch:
+        k = len(part.starts)
+        probs_of[part.index] += list(probs[i : i + k])
+        res.timing["model"] = res.timing.get("model", 0.0) + share
+        part.features = None
         i += k
 
 

@@ -56,9 +56,10 @@ def evaluate_run(run_dir: str | Path, progress: bool = False) -> dict:
         model_file=lm.path.name,
     )
     paths = run.report_paths
-    atomic_write_text(paths["output"], format_output_csv([c.filename for c in clips], probs, lm.classes))
-    title = f"{cfg.model.name} ({lm.storage}) on the evaluate split of {Path(cfg.data.root).name or cfg.data.root}"
-    write_reports(paths, metrics, lm.classes, title)
+    with run.lock("tinyasc evaluate"):
+        atomic_write_text(paths["output"], format_output_csv([c.filename for c in clips], probs, lm.classes))
+        title = f"{cfg.model.name} ({lm.storage}) on the evaluate split of {Path(cfg.data.root).name or cfg.data.root}"
+        write_reports(paths, metrics, lm.classes, title)
     return metrics
 
 

@@ -8,6 +8,7 @@ rank 0 writes every file, the others wait at the barriers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -20,7 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from tinyasc import artifact
-from tinyasc.config import Config, ConfigError, TrainConfig, plain
+from tinyasc.config import Config, ConfigError, TrainConfig, plain, with_absolute_paths
 from tinyasc.data.cache import cached_waveforms
 from tinyasc.data.dataset import Splits, batches, prepare_splits
 from tinyasc.distill.logits import join_logits
@@ -41,10 +42,14 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
     """Train per ``cfg`` into ``run_dir``; returns a summary. ``cfg`` was validated when it loaded."""
     d = init_distributed()
     progress = progress and d.is_main
-    try:
+    with contextlib.ExitStack() as finish:
+        finish.callback(shutdown, d)
         # --- set-up: the run folder, the data, the model and everything that trains it
         run = RunDir(run_dir)
+        cfg = with_absolute_paths(cfg)  # config.yaml must name the same files from any directory
         check_model_input(cfg)  # before any data is read
+        if d.is_main:
+            finish.enter_context(run.lock("tinyasc train"))  # one writer per run directory
         state = open_run(run, cfg, resume, d)  # the interrupted run's last.pt on --resume, else None
         device = setup_process(cfg, d)
         splits = load_splits(cfg, d, progress)
@@ -141,8 +146,6 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
             "val_clips": len(val_rows),
             "world_size": d.world,
         }
-    finally:
-        shutdown(d)
 
 
 # --- set-up -----------------------------------------------------------------------------------------
@@ -184,14 +187,26 @@ def resume_state(run: RunDir, cfg: Config) -> dict | None:
     if not run.has_checkpoint:
         return None
     state = run.load_last()
-    old, new = dict(state["config"]), cfg.to_dict()
-    old_train, new_train = dict(old.pop("train")), dict(new.pop("train"))
-    old_train.pop("epochs"), new_train.pop("epochs")
-    if plain(old) != plain(new) or plain(old_train) != plain(new_train):
+    old, new = _flat(plain(dict(state["config"]))), _flat(plain(cfg.to_dict()))
+    free = {"train.epochs", "data.cache_dir", "data.workers"}  # more epochs; where and how features cache
+    differ = sorted(k for k in set(old) | set(new) if k not in free and old.get(k) != new.get(k))
+    if differ:
+        shown = "; ".join(f"{k}: {old.get(k)!r} then, {new.get(k)!r} now" for k in differ[:5])
         raise ConfigError(
-            f"{run.path}: --resume with a different config than the interrupted run (only train.epochs may change)"
+            f"{run.path}: --resume with a different config than the interrupted run ({shown}); "
+            "only train.epochs (and the feature cache's folder and workers) may change"
         )
     return state
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and k != "params":
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def setup_process(cfg: Config, d: Dist) -> torch.device:

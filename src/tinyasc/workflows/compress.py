@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,10 +255,18 @@ def compress_run(
         raise CompressError(str(e)) from None
 
     t0 = time.time()
-    if trains:
-        fit(cfg, partial, resume=resume and staged.has_checkpoint, progress=progress)
-    else:
-        _post_training(cfg, art, model, staged)
+    existed = partial.exists()
+    try:
+        if trains:
+            fit(cfg, partial, resume=resume and staged.has_checkpoint, progress=progress)
+        else:
+            _post_training(cfg, art, model, staged)
+    except BaseException:
+        # Keep a staging folder only when it holds a fine-tune to resume; one that failed before its first
+        # checkpoint would just demand --resume for nothing.
+        if not existed and not staged.has_checkpoint:
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
     record["seconds"] = round(time.time() - t0, 1)
     record["size"] = staged.size()
     record["source_size_bytes"] = src.size().get("nonzero_bytes")
@@ -276,12 +285,12 @@ def compress_run(
 
 def _post_training(cfg: Config, art: dict, model: torch.nn.Module, run: RunDir) -> None:
     """Store a trained float model at ``cfg.quantize`` without training (float16, int8 PTQ, binary pack)."""
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.save_config(cfg)
-    run.save_float_model(art)
-    calibration = None
-    if cfg.quantize == "int8":
-        splits = prepare_splits(cfg.data, cfg.frontend)
-        rows = splits.rows(splits.train)
-        calibration = calibration_batches(splits.features, rows, artifact.normalizer_of(art), cfg)
-    run.ship(art, model, cfg.quantize, calibration)
+    with run.lock("tinyasc compress"):
+        run.save_config(cfg)
+        run.save_float_model(art)
+        calibration = None
+        if cfg.quantize == "int8":
+            splits = prepare_splits(cfg.data, cfg.frontend)
+            rows = splits.rows(splits.train)
+            calibration = calibration_batches(splits.features, rows, artifact.normalizer_of(art), cfg)
+        run.ship(art, model, cfg.quantize, calibration)

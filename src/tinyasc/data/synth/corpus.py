@@ -14,7 +14,6 @@ import logging
 import os
 import random
 from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -27,6 +26,7 @@ from tinyasc.data.synth.dsp import SR, rng_for
 from tinyasc.data.synth.scenes import render_scene
 from tinyasc.data.tau import CITIES, DEVICES, EVALUATION_2021_COUNT, SCENES
 from tinyasc.io import atomic_write_json, atomic_write_text
+from tinyasc.procs import worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def _run_groups(tasks: list, workers: int, progress: bool) -> int:
             written += _render_group(t)
             bar.update()
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with worker_pool(workers) as pool:
             for w in pool.map(_render_group, tasks, chunksize=4):
                 written += w
                 bar.update()
