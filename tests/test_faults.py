@@ -370,3 +370,22 @@ def test_a_full_disk_under_the_feature_cache_is_one_line(tiny_corpus, tmp_path, 
         assert not list(small.glob(".*.tmp"))  # nothing half-written stays
     finally:
         subprocess.run(["umount", str(small)], check=True)
+
+
+def test_training_audio_with_nan_is_named_and_silence_is_warned(tmp_path, caplog):
+    import logging
+
+    import numpy as np
+    import soundfile as sf
+
+    from tinyasc.data.audio import AudioError, load_clip
+
+    nan = np.full(4410, 0.1, dtype=np.float32)
+    nan[7] = np.nan
+    sf.write(tmp_path / "nan.wav", nan, 44100, subtype="FLOAT")
+    with pytest.raises(AudioError, match="nan.wav: audio holds NaN or infinite samples"):
+        load_clip(tmp_path / "nan.wav", 44100, 44100)
+    sf.write(tmp_path / "zero.wav", np.zeros(4410, dtype=np.float32), 44100)
+    with caplog.at_level(logging.WARNING):
+        load_clip(tmp_path / "zero.wav", 44100, 44100)
+    assert "zero.wav: silent (every sample is zero); used as it is" in caplog.text
