@@ -10,6 +10,8 @@ import argparse
 import logging
 import sys
 
+from tinyasc import engine  # standard library only: safe before torch
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -274,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    engine.prepare_process()  # allocator and OpenMP wait policy: before torch loads and allocates
     from tinyasc import commands  # loads torch and the library: only once the arguments are parsed
 
     return commands.run(args)

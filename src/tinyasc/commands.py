@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 from tinyasc import artifact
 from tinyasc.compress.macs import count_macs
 from tinyasc.compress.size import LIMIT_BYTES, model_size
@@ -20,6 +22,7 @@ from tinyasc.data.download import SETS, ZENODO, DownloadError, download
 from tinyasc.data.index import DataError, load_generic, load_tau, validation_split
 from tinyasc.data.synth import SynthSpec, write_corpus, write_evaluation_corpus
 from tinyasc.data.tau import evaluation_2021_files
+from tinyasc.engine import compute_threads
 from tinyasc.evaluate.calibration import calibrate_run
 from tinyasc.evaluate.compare import compare_rows, format_rows, size_accuracy_png
 from tinyasc.evaluate.infer import collect_inputs, format_csv, format_jsonl, predict_files
@@ -279,6 +282,9 @@ def cmd_models(a) -> int:
 
 
 def cmd_predict(a) -> int:
+    threads = compute_threads(workers=a.workers if a.workers > 1 else 0)
+    torch.set_num_threads(threads)  # the model's threads and the decoding workers share the cores
+    print(f"predict: {a.workers} decoding worker(s), the model on {threads} thread(s)", file=sys.stderr)
     lm = load_model(a.model)
     temperature = 1.0 if a.no_calibration else temperature_of(a.model)
     paths, failed = collect_inputs(a.inputs)

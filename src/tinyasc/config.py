@@ -134,6 +134,10 @@ class TrainConfig:
     threads: int | None = at_least(1, None)  # torch intra-op threads on CPU; None = torch's default
     init_from: str | None = None  # a tinyasc model file (float32 or float16) to start from: fine-tuning
     sync_batchnorm: bool = True  # DDP on CUDA: batch-norm statistics over the global batch
+    # arithmetic of the training forward pass (autocast): "float32"; "bfloat16" (CPU with native bf16
+    # or CUDA); "float16" (CUDA only, with a gradient scaler); "auto" = bfloat16 where the hardware
+    # computes it natively, else float32. Weights, optimiser and evaluation stay float32.
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
     # experiment trackers mirroring metrics.jsonl (the [tracking] extra); metrics.jsonl stays the truth
     trackers: tuple[Literal["tensorboard", "mlflow"], ...] = ()
 

@@ -20,6 +20,8 @@ FRONTEND_128 = dict(n_fft=2048, win_length=2048, hop_length=1024, window="hann",
 class ASCModel(nn.Module):
     """Base: a model of (B, 1, n_mels, frames) normalised log-mel that checks its input shape."""
 
+    channels_last = False  # a family that trains faster with channels_last tensors says so (measured)
+
     def __init__(self, n_mels: int, frames: int, label: str):
         super().__init__()
         self.n_mels, self.frames, self.label = n_mels, frames, label

@@ -18,11 +18,17 @@ def train_one_epoch(
     bar=None,
     extras: dict[str, np.ndarray] | None = None,
     hooks=(),
+    amp_dtype: torch.dtype | None = None,
+    scaler=None,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> dict:
     """One pass; ``recipe(model, x, y, **extras) -> (loss, logits)`` (train/recipe.py) applies the
     augmentation and the loss, plain cross-entropy when none is configured. ``extras`` (e.g. teacher
     logits) are per-clip arrays aligned with the rows ``batch_iter`` walks; the recipe gets their rows of
-    each batch as tensors. Each of ``hooks`` (train/hooks.py) acts after every optimiser step."""
+    each batch as tensors. Each of ``hooks`` (train/hooks.py) acts after every optimiser step.
+    ``amp_dtype``: the forward pass and loss under autocast at that dtype (``train.precision``);
+    ``scaler``: a ``torch.amp.GradScaler`` for float16; ``memory_format``: the layout of the batches
+    (channels_last for the families that declare it, as their weights)."""
     model.train()
     recipe.train()
     total, correct, loss_sum = 0, 0, 0.0
@@ -32,15 +38,21 @@ def train_one_epoch(
         if recipe.logmel is not None:  # a waveform batch (B, 1, samples): augment, then log-mel
             with torch.no_grad():
                 x = recipe.features(x[:, 0], kw.get("is_reference"))
-        loss, logits = recipe(model, norm(x), y, **kw)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            loss, logits = recipe(model, norm(x).contiguous(memory_format=memory_format), y, **kw)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is not None:  # float16: scale the loss so that small gradients do not underflow
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
         for hook in hooks:
             hook.after_step(model)
         n = len(y)
         total += n
-        loss_sum += loss.item() * n
+        loss_sum += loss.float().item() * n
         correct += (logits.argmax(1) == y).sum().item()
         if bar is not None:
             bar.update(n)

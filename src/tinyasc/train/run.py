@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -25,12 +26,13 @@ from tinyasc.config import Config, ConfigError, TrainConfig, plain, with_absolut
 from tinyasc.data.cache import cached_waveforms
 from tinyasc.data.dataset import Splits, batches, prepare_splits
 from tinyasc.distill.logits import join_logits
+from tinyasc.engine import autocast_dtype, compute_threads, cores
 from tinyasc.frontend import Normalizer, band_statistics
 from tinyasc.models import get_model_info
 from tinyasc.rundir import RunDir
 from tinyasc.storage import Storage
 from tinyasc.train.distributed import Dist, epoch_order, init_distributed, shutdown
-from tinyasc.train.hooks import hook_states, load_hook_states, make_hooks
+from tinyasc.train.hooks import QuantizationAware, hook_states, load_hook_states, make_hooks
 from tinyasc.train.loop import loss_and_accuracy, predict_logits, train_one_epoch
 from tinyasc.train.recipe import BatchRecipe
 from tinyasc.train.trackers import make_trackers
@@ -51,7 +53,8 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
         if d.is_main:
             finish.enter_context(run.lock("tinyasc train"))  # one writer per run directory
         state = open_run(run, cfg, resume, d)  # the interrupted run's last.pt on --resume, else None
-        device = setup_process(cfg, d)
+        device = setup_process(cfg, d, progress)
+        amp_dtype, scaler = mixed_precision(cfg, device, progress)  # before any data is read
         splits = load_splits(cfg, d, progress)
         train_rows, val_rows = splits.rows(splits.train), splits.rows(splits.val)
         train_y, val_y = splits.labels(splits.train), splits.labels(splits.val)
@@ -65,7 +68,8 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
             model = hook.wrap_model(model)  # QAT: the fake-quantised graph replaces the model
         if state is not None:
             model.load_state_dict(state["model"])
-        model = model.to(device)
+        layout = memory_format(model, hooks)
+        model = model.to(device, memory_format=layout)
         net = data_parallel(model, cfg, d, device)
         optimizer = make_optimizer(net.parameters(), cfg.train)
         start_epoch, best = 1, {"epoch": 0, "val_accuracy": -1.0}
@@ -79,14 +83,7 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
         if state is not None:
             load_hook_states(hooks, state.get("hooks", state), f"{run.path / run.LAST}")
         source, source_rows, extras = training_inputs(cfg, splits, d, progress)
-        trackers = make_trackers(cfg, run) if d.is_main else []
-        if d.is_main:
-            if state is not None:
-                run.truncate_metrics(start_epoch - 1)  # the epochs after the checkpoint train again
-            else:
-                run.clear_metrics()
-            for hook in hooks:
-                hook.save(run)  # what a hook learned at set-up, for the record
+        trackers = start_records(run, cfg, state, start_epoch, hooks) if d.is_main else []
 
         # --- the epoch loop: train, validate, select, checkpoint
         per_rank_batch = cfg.train.batch_size // d.world
@@ -111,6 +108,9 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
                     bar,
                     {k: v[order] for k, v in extras.items()},
                     hooks,
+                    amp_dtype,
+                    scaler,
+                    layout,
                 )
             train_seconds = time.perf_counter() - t0
             val_batches = batches(
@@ -209,10 +209,21 @@ def _flat(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-def setup_process(cfg: Config, d: Dist) -> torch.device:
-    """Threads, seeds and the device of this process."""
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+def setup_process(cfg: Config, d: Dist, progress: bool = False) -> torch.device:
+    """Threads, seeds and the device of this process; the engine settings are printed in the log."""
+    threads = compute_threads(requested=cfg.train.threads)
+    torch.set_num_threads(threads)
+    if progress:
+        alloc = (
+            "system (TINYASC_ALLOCATOR=system)"
+            if os.environ.get("TINYASC_ALLOCATOR") == "system"
+            else "tuned"
+        )
+        print(
+            f"engine: {threads} torch thread(s) on {cores()} core(s), allocator {alloc}, "
+            f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}",
+            flush=True,
+        )
     seed_everything(cfg.train.seed)
     device = select_device(cfg.train.device)
     if device.type == "cuda" and d.active:
@@ -285,6 +296,27 @@ def data_parallel(model: nn.Module, cfg: Config, d: Dist, device: torch.device) 
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
+def memory_format(model: nn.Module, hooks) -> torch.memory_format:
+    """channels_last for the families that declare they train faster with it (measured per family);
+    not for a model a hook replaced with a traced graph (QAT)."""
+    plain = not any(isinstance(h, QuantizationAware) for h in hooks)
+    return (
+        torch.channels_last if plain and getattr(model, "channels_last", False) else torch.contiguous_format
+    )
+
+
+def mixed_precision(cfg: Config, device: torch.device, progress: bool) -> tuple:
+    """``(autocast dtype or None, gradient scaler or None)`` of ``train.precision`` on ``device``."""
+    try:
+        dtype = autocast_dtype(cfg.train.precision, device.type)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if progress and dtype is not None:
+        print(f"precision: forward pass under {str(dtype).replace('torch.', '')} autocast", flush=True)
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    return dtype, scaler
+
+
 def make_optimizer(params, t: TrainConfig) -> torch.optim.Optimizer:
     if t.optimizer == "sgd":
         return torch.optim.SGD(
@@ -335,6 +367,17 @@ def training_inputs(cfg: Config, splits: Splits, d: Dist, progress: bool) -> tup
     if d.is_main:
         d.barrier()
     return source, np.arange(len(splits.train)), extras
+
+
+def start_records(run: RunDir, cfg: Config, state: dict | None, start_epoch: int, hooks) -> list:
+    """metrics.jsonl as of the checkpoint (or empty), what hooks learned at set-up, the tracker sinks."""
+    if state is not None:
+        run.truncate_metrics(start_epoch - 1)  # the epochs after the checkpoint train again
+    else:
+        run.clear_metrics()
+    for hook in hooks:
+        hook.save(run)
+    return make_trackers(cfg, run)
 
 
 # --- the epoch loop ---------------------------------------------------------------------------------

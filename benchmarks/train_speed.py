@@ -1,0 +1,123 @@
+"""Training-step speed per model: the allocator switch, bfloat16 autocast and channels_last, as ratios.
+
+    python benchmarks/train_speed.py [--models dcase2021_baseline bcresnet_asc_c40 ...] [--steps 6]
+
+One thread (``torch.set_num_threads(1)``), random normalised log-mel batches of the model's input,
+cross-entropy, Adam: the work of one training step without data loading. Each variant is timed in the
+same process, interleaved (A B A B ...) over ``--rounds`` rounds; the figure is the median process CPU
+time per step (wall time beside it). GFLOP/s counts 3 x 2 x MACs per clip (forward and the two
+backward products) over the CPU time, against a roof this script measures itself: a large 3x3 float32
+convolution (oneDNN, channels_last, the best of two shapes) on the same thread. Variants:
+
+- ``system``: glibc's default allocator (what tinyasc did before ``engine.tune_allocator``);
+- ``tuned``: freed memory kept in the process (tinyasc's default now);
+- ``tuned+bf16``: and ``torch.autocast('cpu', bfloat16)``;
+- ``tuned+cl``: and channels_last memory format.
+
+State the machine's load (printed) beside the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from tinyasc import engine
+from tinyasc.compress.macs import count_macs
+from tinyasc.models import create_model, get_model_info
+
+VARIANTS = ("system", "tuned", "tuned+bf16", "tuned+cl")
+
+
+def roof_gflops(seconds: float = 1.5) -> float:
+    """float32 GFLOP/s of the fastest of a few large 3x3 convolutions (channels_last, oneDNN)."""
+    best = 0.0
+    for channels, size, batch in ((128, 64, 8), (256, 32, 16)):
+        x = torch.randn(batch, channels, size, size).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(channels, channels, 3, 3).contiguous(memory_format=torch.channels_last)
+        flops = 2 * channels * channels * 9 * size * size * batch
+        F.conv2d(x, w, padding=1)
+        n, t0 = 0, time.process_time()
+        while time.process_time() - t0 < seconds:
+            F.conv2d(x, w, padding=1)
+            n += 1
+        best = max(best, n * flops / (time.process_time() - t0) / 1e9)
+    return best
+
+
+def make_step(name: str, batch: int, variant: str):
+    torch.manual_seed(0)
+    model = create_model(name).train()
+    info = get_model_info(name)
+    x = torch.randn(batch, 1, info.n_mels, info.frames)
+    y = torch.randint(0, 10, (batch,))
+    if variant.endswith("+cl"):
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    bf16 = variant.endswith("+bf16")
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def measure(step, steps: int) -> tuple[float, float]:
+    step()  # warm-up: first-call allocations and oneDNN primitive creation
+    cpu, wall = [], []
+    for _ in range(steps):
+        c, w = time.process_time(), time.perf_counter()
+        step()
+        cpu.append(time.process_time() - c)
+        wall.append(time.perf_counter() - w)
+    return statistics.median(cpu), statistics.median(wall)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--models", nargs="+", default=["dcase2021_baseline", "bcresnet_asc_c40", "cpresnet_c20"])
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    print(f"load average {os.getloadavg()}; torch {torch.__version__}; 1 thread; batch {a.batch}")
+    roof = roof_gflops()
+    print(f"roof: {roof:.1f} GFLOP/s (3x3 conv, float32, one thread)\n")
+    print(
+        "| model | variant | CPU ms/step | wall ms/step | clips/s per core | GFLOP/s | % of roof | vs system |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name in a.models:
+        macs = count_macs(create_model(name).eval()).total
+        flops = 3 * 2 * macs * a.batch
+        times: dict[str, list[tuple[float, float]]] = {v: [] for v in a.variants}
+        for _ in range(a.rounds):
+            for v in a.variants:  # interleaved: A B C D A B C D
+                engine.tune_allocator(v != "system")
+                times[v].append(measure(make_step(name, a.batch, v), a.steps))
+        engine.tune_allocator(True)
+        base = statistics.median(c for c, _ in times[a.variants[0]])
+        for v in a.variants:
+            cpu = statistics.median(c for c, _ in times[v])
+            wall = statistics.median(w for _, w in times[v])
+            gf = flops / cpu / 1e9
+            print(
+                f"| {name} | {v} | {1000 * cpu:.1f} | {1000 * wall:.1f} | {a.batch / cpu:.1f} | {gf:.1f} | "
+                f"{100 * gf / roof:.1f}% | {base / cpu:.2f}x |"
+            )
+
+
+if __name__ == "__main__":
+    main()

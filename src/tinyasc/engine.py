@@ -1,0 +1,105 @@
+"""The process-level settings that decide how fast PyTorch runs on a CPU: the allocator and threads.
+
+**Allocator.** glibc returns the memory of every large tensor to the system when it is freed and the
+next training step faults it back in, page by page: up to half of a BC-ResNet step was spent in the
+kernel (2.4 M page faults in 5 steps). ``tune_allocator`` keeps freed memory in the process instead
+(``mallopt``: no ``mmap`` for large blocks, no trimming of the heap top), which a command does before
+its first tensor. The cost: the process keeps its peak heap until it exits (a training run's resident
+memory stays at its largest step's instead of dropping between steps). ``TINYASC_ALLOCATOR=system``
+turns it off.
+
+**Threads.** OpenMP threads that spin while they wait burn the cores other processes need (decoding
+workers, a second job on a busy machine): ``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets
+it, before torch loads. ``compute_threads`` gives the model the cores the worker processes leave, so
+that threads times processes never exceed the cores.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import sys
+
+log = logging.getLogger(__name__)
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+_KEEP = 2**31 - 1  # mallopt takes an int: keep up to 2 GiB of free heap top instead of trimming it
+_GLIBC_DEFAULTS = {_M_MMAP_MAX: 65536, _M_TRIM_THRESHOLD: 128 * 1024}
+
+
+def _mallopt(param: int, value: int) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(param, value))
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt): nothing to tune
+        return False
+
+
+def tune_allocator(enable: bool | None = None) -> bool:
+    """Keep freed memory in the process (see the module docstring); returns whether it is on.
+
+    ``enable=None`` follows ``TINYASC_ALLOCATOR`` (``system`` = glibc's defaults); ``False`` restores
+    glibc's defaults (benchmarks switch it to compare)."""
+    if enable is None:
+        enable = os.environ.get("TINYASC_ALLOCATOR", "tuned") != "system"
+    if not enable:
+        for param, value in _GLIBC_DEFAULTS.items():
+            _mallopt(param, value)
+        return False
+    return _mallopt(_M_MMAP_MAX, 0) and _mallopt(_M_TRIM_THRESHOLD, _KEEP)
+
+
+def passive_waits() -> None:
+    """OpenMP threads sleep instead of spinning while they wait; before torch loads, unless set."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def prepare_process() -> dict:
+    """What every command does first: the allocator and the OpenMP wait policy. Returns the settings."""
+    passive_waits()
+    allocator = "tuned" if tune_allocator() else "system"
+    return {"allocator": allocator, "omp_wait_policy": os.environ["OMP_WAIT_POLICY"]}
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def compute_threads(workers: int = 0, requested: int | None = None) -> int:
+    """Threads for the model in this process when ``workers`` other processes run beside it: the cores
+    they leave (at least one), or ``requested``."""
+    if requested:
+        return requested
+    return max(1, cores() - max(workers, 0))
+
+
+def native_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where autocast pays off."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def autocast_dtype(precision: str, device_type: str):
+    """The autocast dtype of ``train.precision`` on ``device_type`` (None: plain float32)."""
+    import torch
+
+    if precision == "auto":
+        precision = "bfloat16" if device_type == "cuda" or native_bfloat16() else "float32"
+    if precision == "float32":
+        return None
+    if precision == "float16" and device_type != "cuda":
+        raise ValueError("train.precision=float16 needs a CUDA device (CPUs train in float32 or bfloat16)")
+    return torch.bfloat16 if precision == "bfloat16" else torch.float16

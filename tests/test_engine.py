@@ -1,0 +1,59 @@
+"""The engine settings: allocator, threads, mixed precision."""
+
+import json
+
+import pytest
+import torch
+
+from tests.conftest import train_args
+from tinyasc import engine
+from tinyasc.cli import main
+
+
+def test_allocator_switches_and_respects_the_environment(monkeypatch):
+    assert engine.tune_allocator(True) is True  # glibc: mallopt accepted
+    assert engine.tune_allocator(False) is False  # glibc's defaults back
+    monkeypatch.setenv("TINYASC_ALLOCATOR", "system")
+    assert engine.tune_allocator() is False
+    monkeypatch.delenv("TINYASC_ALLOCATOR")
+    assert engine.tune_allocator() is True
+
+
+def test_threads_leave_the_workers_their_cores(monkeypatch):
+    monkeypatch.setattr(engine, "cores", lambda: 8)
+    assert engine.compute_threads() == 8
+    assert engine.compute_threads(workers=2) == 6
+    assert engine.compute_threads(workers=12) == 1
+    assert engine.compute_threads(workers=2, requested=3) == 3
+
+
+def test_omp_wait_policy_is_passive_unless_set(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert engine.prepare_process()["omp_wait_policy"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert engine.prepare_process()["omp_wait_policy"] == "ACTIVE"
+
+
+def test_autocast_dtypes(monkeypatch):
+    assert engine.autocast_dtype("float32", "cpu") is None
+    assert engine.autocast_dtype("bfloat16", "cpu") == torch.bfloat16
+    assert engine.autocast_dtype("float16", "cuda") == torch.float16
+    with pytest.raises(ValueError, match="float16 needs a CUDA device"):
+        engine.autocast_dtype("float16", "cpu")
+    monkeypatch.setattr(engine, "native_bfloat16", lambda: False)
+    assert engine.autocast_dtype("auto", "cpu") is None
+    monkeypatch.setattr(engine, "native_bfloat16", lambda: True)
+    assert engine.autocast_dtype("auto", "cpu") == torch.bfloat16
+
+
+def test_bfloat16_training_runs_and_says_so(tiny_corpus, tmp_path, capsys):
+    args = train_args(tiny_corpus, tmp_path / "run", tmp_path / "cache", 2, ["train.precision=bfloat16"])
+    args.remove("--quiet")
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "precision: forward pass under bfloat16 autocast" in out and "torch thread(s) on" in out
+    records = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["train_loss"] == r["train_loss"] for r in records)  # finite, not NaN
+    bad = train_args(tiny_corpus, tmp_path / "run16", tmp_path / "cache", 1, ["train.precision=float16"])
+    assert main(bad) == 2
+    assert "float16 needs a CUDA device" in capsys.readouterr().err
