@@ -91,8 +91,9 @@ def test_every_family_has_a_budget_variant_a_teacher_and_a_config():
         cfg = load_config(f"configs/{stem}.yaml")
         info = get_model_info(cfg.model.name)
         assert info.family == family
-        for key, value in {"n_mels": 40, "frames": 500, **info.frontend}.items():
+        for key, value in {"n_mels": 40, **info.frontend}.items():
             assert getattr(cfg.frontend, key) == value, (stem, key)
+        assert cfg.frontend.n_frames == info.frames, stem
 
 
 def test_models_cli_agrees_with_size_cli(capsys):
@@ -221,8 +222,9 @@ def test_train_a_zoo_model_through_the_cli(tiny_corpus, tmp_path):
 def test_every_config_is_valid_and_matches_its_model(path):
     cfg = load_config(path)  # every value is checked at load
     info = get_model_info(cfg.model.name)
-    for key, value in {"n_mels": 40, "frames": 500, **info.frontend}.items():
+    for key, value in {"n_mels": 40, **info.frontend}.items():
         assert getattr(cfg.frontend, key) == value, (path, key)
+    assert cfg.frontend.n_frames == info.frames, path
 
 
 @pytest.mark.parametrize("name", ["dcase2021_baseline", "resnet_c12", "mobilenetv2_s", "separable_cnn_s"])
@@ -254,3 +256,43 @@ def test_model_table_is_cached_under_a_key_of_its_source(tmp_path, monkeypatch):
     monkeypatch.setattr(zoo, "table_key", lambda: "changed-source")
     with pytest.raises(AssertionError, match="computed again"):
         zoo.model_table(names, cache_dir=tmp_path)  # other code: a new key, computed anew
+
+
+@pytest.fixture(scope="module")
+def corpus_5s(tmp_path_factory):
+    from tinyasc.data.synth import SynthSpec, write_corpus
+
+    root = tmp_path_factory.mktemp("c5") / "corpus"
+    write_corpus(root, SynthSpec(per_class_device=1, seed=0, duration=5.0), workers=2)
+    return root
+
+
+@pytest.mark.parametrize("config, frames", [("baseline", 250), ("resnet", 216)])
+def test_five_second_clips_need_the_duration_alone(corpus_5s, tmp_path, config, frames):
+    import torch
+
+    from tinyasc.io import load_checkpoint
+
+    run = tmp_path / "run"
+    args = [
+        "train",
+        f"configs/{config}.yaml",
+        f"data.root={corpus_5s}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "frontend.duration=5",
+        "train.epochs=1",
+        "train.select_after=0",
+        "--run-dir",
+        str(run),
+        "--quiet",
+    ]
+    assert main(args) == 0
+    art = load_checkpoint(run / "model.pt")
+    assert art["model_params"]["frames"] == frames and art["frontend"]["duration"] == 5.0
+    assert main(["evaluate", str(run)]) == 0
+    if config == "baseline":  # the official 500 frames keep the Keras pooling (4, 100)
+        assert create_model("dcase2021_baseline").pool2.kernel_size == (4, 100)
+        assert torch.equal(
+            torch.tensor(create_model("dcase2021_baseline", frames=250).pool2.kernel_size),
+            torch.tensor([4, 50]),
+        )

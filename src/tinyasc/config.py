@@ -62,11 +62,27 @@ class FrontendConfig:
     htk: bool = False
     mel_norm: Literal["slaney"] | None = "slaney"
     log_eps: float = at_least(0, 2.220446049250313e-16, strict=True)  # numpy.spacing(1)
-    frames: int | None = at_least(1, 500)  # the baseline keeps the first 500 of 501 frames
+    # Frames per clip: None = every frame a clip of `duration` gives, less the last `trim_frames` (the
+    # baseline keeps 500 of 501 per 10 s: trim 1; the zoo's frontends keep all 431: trim 0), so that a
+    # dataset of other clip lengths needs the duration alone; an int fixes the count.
+    frames: int | None = at_least(1, None)
+    trim_frames: int = at_least(0, 1)
 
     @property
     def clip_samples(self) -> int:
         return int(round(self.duration * self.sample_rate))
+
+    @property
+    def n_frames(self) -> int:
+        """The frames of one clip as the model sees them (``frames``, or derived from the clip)."""
+        if self.frames is not None:
+            return self.frames
+        every = (
+            1 + self.clip_samples // self.hop_length
+            if self.center
+            else 1 + (self.clip_samples - self.n_fft) // self.hop_length
+        )
+        return max(every - self.trim_frames, 1)
 
 
 @dataclass(frozen=True)

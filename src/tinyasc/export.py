@@ -267,7 +267,7 @@ def export_onnx(
         "bytes_on_disk": len(data),
         "classes": list(art["classes"]),
         "frontend": asdict(fe),
-        "input": {"name": INPUT, "shape": ["batch", 1, fe.n_mels, fe.frames], "dtype": "float32"},
+        "input": {"name": INPUT, "shape": ["batch", 1, fe.n_mels, fe.n_frames], "dtype": "float32"},
         "outputs": {
             OUTPUTS[0]: {"shape": ["batch", len(art["classes"])]},
             OUTPUTS[1]: {"shape": ["batch", len(art["classes"])], "temperature": temperature},
@@ -286,7 +286,7 @@ def feature_contract(fe: FrontendConfig) -> str:
         f"cropped); STFT with n_fft {fe.n_fft}, a periodic {fe.window} window of {fe.win_length} samples, "
         f"hop {fe.hop_length}, {centre}; magnitude to the power {fe.power}; mel filterbank of {fe.n_mels} "
         f"bands from {fe.fmin} to {fe.fmax or fe.sample_rate / 2} Hz (librosa.filters.mel with htk={fe.htk}, "
-        f"norm={fe.mel_norm!r}); natural log of (mel + {fe.log_eps!r}); the first {fe.frames} frames. "
+        f"norm={fe.mel_norm!r}); natural log of (mel + {fe.log_eps!r}); the first {fe.n_frames} frames. "
         "tinyasc.frontend.LogMel implements it; the band normalisation is inside the ONNX graph."
     )
 

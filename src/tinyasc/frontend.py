@@ -97,13 +97,13 @@ class LogMel(nn.Module):
             mag = mag**cfg.power
         mel = torch.matmul(self.mel_fb, mag)
         logmel = torch.log(mel + cfg.log_eps)
-        if cfg.frames is not None:
-            if logmel.shape[-1] < cfg.frames:
-                raise ValueError(
-                    f"audio of {audio.shape[-1]} samples gives {logmel.shape[-1]} frames; "
-                    f"the frontend needs {cfg.frames} (pad the clip to {cfg.clip_samples} samples)"
-                )
-            logmel = logmel[..., : cfg.frames]
+        frames = cfg.n_frames
+        if logmel.shape[-1] < frames:
+            raise ValueError(
+                f"audio of {audio.shape[-1]} samples gives {logmel.shape[-1]} frames; "
+                f"the frontend needs {frames} (pad the clip to {cfg.clip_samples} samples)"
+            )
+        logmel = logmel[..., :frames]
         return logmel.unsqueeze(1)
 
 

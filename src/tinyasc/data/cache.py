@@ -103,12 +103,10 @@ def cached_features(
     progress: bool = False,
 ) -> np.ndarray:
     """Read-only memory map (N, n_mels, frames) float16 of the features of ``paths``, computing if needed."""
-    if cfg.frames is None:
-        raise ValueError("the feature cache needs a fixed frontend.frames")
     paths = [Path(p).resolve() for p in paths]
     return _cached_array(
         cache_key(cfg, paths),
-        (len(paths), cfg.n_mels, cfg.frames),
+        (len(paths), cfg.n_mels, cfg.n_frames),
         lambda out: compute_features(cfg, paths, out, workers=workers, progress=progress),
         {
             "content": "log-mel features, not normalised",

@@ -42,9 +42,15 @@ class BaselineCNN(nn.Module):
         self.pool1 = nn.MaxPool2d((5, 5))
         self.conv3 = nn.Conv2d(f2, f3, kernel, padding=pad)
         self.bn3 = nn.BatchNorm2d(f3, **bn)
-        self.pool2 = nn.MaxPool2d((4, 100))
+        if frames < 5 or n_mels < 20:
+            raise ValueError(
+                f"the baseline needs at least 20 mel bands and 5 frames, got {n_mels} x {frames}"
+            )
+        # The second pooling spans the whole time axis left after the first: (4, 100) at the official
+        # 500 frames, (4, frames // 5) for other clip lengths, so the dense layers keep their size.
+        self.pool2 = nn.MaxPool2d((4, frames // 5))
         self.drop = nn.Dropout(dropout)
-        flat = f3 * (n_mels // 5 // 4) * (frames // 5 // 100)
+        flat = f3 * (n_mels // 5 // 4)
         self.dense1 = nn.Linear(flat, dense)
         self.dense2 = nn.Linear(dense, n_classes)
         self.reset_parameters()

@@ -5,16 +5,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tinyasc.config import FrontendConfig
 from tinyasc.models.registry import check_input, register_model
 
 # Frontends the variants are registered with (FrontendConfig overrides; see configs/). All at 44.1 kHz.
-# 256 mel bands, 2048-sample Hann window, hop 1024: 431 frames per 10 s (BC-ResNet-ASC).
-FRONTEND_256 = dict(n_fft=2048, win_length=2048, hop_length=1024, window="hann", n_mels=256, frames=431)
+# 256 mel bands, 2048-sample Hann window, hop 1024: all 431 frames of a 10 s clip (BC-ResNet-ASC).
+FRONTEND_256 = dict(n_fft=2048, win_length=2048, hop_length=1024, window="hann", n_mels=256, trim_frames=0)
 # CP-ResNet's features were 22.05 kHz, n_fft 2048, hop 512, 256 mel; the same time and frequency
 # resolution at 44.1 kHz is n_fft 4096, hop 1024.
-FRONTEND_CP = dict(n_fft=4096, win_length=4096, hop_length=1024, window="hann", n_mels=256, frames=431)
+FRONTEND_CP = dict(n_fft=4096, win_length=4096, hop_length=1024, window="hann", n_mels=256, trim_frames=0)
 # Families whose papers' exact features are not verified: 128 mel bands, 2048 / 1024 Hann (our choice).
-FRONTEND_128 = dict(n_fft=2048, win_length=2048, hop_length=1024, window="hann", n_mels=128, frames=431)
+FRONTEND_128 = dict(n_fft=2048, win_length=2048, hop_length=1024, window="hann", n_mels=128, trim_frames=0)
 
 
 class ASCModel(nn.Module):
@@ -59,18 +60,23 @@ def init_weights(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def _frames(frontend: dict) -> int:
+    """Frames per 10 s clip of a variant's frontend (431 for hop 1024, all frames kept)."""
+    return FrontendConfig(**frontend).n_frames
+
+
 def register_variants(family, variants: dict, frontend: dict, description: str) -> None:
     """Register ``{name: (params, ships_as, role)}`` builders of ``family(n_classes, **params)``."""
     for name, (params, ships_as, role) in variants.items():
 
         def builder(n_classes: int = 10, _p=params, **overrides) -> nn.Module:
-            kw = {"n_mels": frontend["n_mels"], "frames": frontend["frames"], **_p, **overrides}
+            kw = {"n_mels": frontend["n_mels"], "frames": _frames(frontend), **_p, **overrides}
             return family(n_classes=n_classes, **kw)
 
         register_model(
             name,
             n_mels=frontend["n_mels"],
-            frames=frontend["frames"],
+            frames=_frames(frontend),
             description=f"{description}, {role}",
             ships_as=ships_as,
             frontend=frontend,

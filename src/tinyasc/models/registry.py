@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from tinyasc.config import FrontendConfig
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -40,7 +42,8 @@ def register_model(
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
         fe = dict(frontend or {})
-        if (fe.get("n_mels", 40), fe.get("frames", 500)) != (n_mels, frames):
+        given = FrontendConfig(**fe)
+        if (given.n_mels, given.n_frames) != (n_mels, frames):
             raise ValueError(f"model {name!r}: frontend {fe} does not give {n_mels} x {frames}")
         _REGISTRY[name] = ModelInfo(
             name, builder, n_mels, frames, description, ships_as, fe, family or name, role
@@ -82,5 +85,6 @@ def check_input(x, n_mels: int, frames: int, name: str) -> None:
     if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] != n_mels or x.shape[3] != frames:
         raise InputShapeError(
             f"{name}: input shape {tuple(x.shape)}; expected (batch, 1, {n_mels}, {frames}) log-mel "
-            f"(set frontend.n_mels={n_mels} and frontend.frames={frames})"
+            f"(set frontend.n_mels={n_mels}; a model built with model.params={{frames: {x.shape[-1] if x.dim() else '?'}}} "
+            "takes other clip lengths, which tinyasc train does by itself)"
         )

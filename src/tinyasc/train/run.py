@@ -49,7 +49,7 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
         # --- set-up: the run folder, the data, the model and everything that trains it
         run = RunDir(run_dir)
         cfg = with_absolute_paths(cfg)  # config.yaml must name the same files from any directory
-        check_model_input(cfg)  # before any data is read
+        params = model_params(cfg)  # before any data is read
         if d.is_main:
             finish.enter_context(run.lock("tinyasc train"))  # one writer per run directory
         state = open_run(run, cfg, resume, d)  # the interrupted run's last.pt on --resume, else None
@@ -60,9 +60,9 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
         train_y, val_y = splits.labels(splits.train), splits.labels(splits.val)
         norm = fold_normalizer(splits, cfg.frontend.n_mels).to(device)
 
-        model = artifact.build_model(cfg.model.name, len(splits.index.classes), dict(cfg.model.params))
+        model = artifact.build_model(cfg.model.name, len(splits.index.classes), params)
         if cfg.train.init_from:
-            init_weights_from(model, cfg)
+            init_weights_from(model, cfg, params)
         hooks = make_hooks(cfg, splits, norm)
         for hook in hooks:
             model = hook.wrap_model(model)  # QAT: the fake-quantised graph replaces the model
@@ -137,7 +137,7 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
         for tracker in trackers:
             tracker.close()
         d.barrier()
-        shipped = ship_selected(run, cfg, model, norm, splits, best) if d.is_main else None
+        shipped = ship_selected(run, cfg, params, model, norm, splits, best) if d.is_main else None
         return {
             "run_dir": str(run.path),
             "best": best,
@@ -151,17 +151,23 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
 # --- set-up -----------------------------------------------------------------------------------------
 
 
-def check_model_input(cfg: Config) -> None:
-    """The frontend must give the input shape the registered model was built for."""
+def model_params(cfg: Config) -> dict:
+    """``model.params`` as the model is built: the frames follow the frontend's clip (a model takes
+    any clip length; the baseline's second pooling spans the time axis), the mel bands must match."""
     try:
         info = get_model_info(cfg.model.name)
     except KeyError as e:
         raise ConfigError(f"model.name: {e.args[0]}") from None
-    if (cfg.frontend.n_mels, cfg.frontend.frames) != (info.n_mels, info.frames) and not cfg.model.params:
+    params = dict(cfg.model.params)
+    n_mels = params.get("n_mels", info.n_mels)
+    if cfg.frontend.n_mels != n_mels:
         raise ConfigError(
-            f"model {cfg.model.name!r} expects {info.n_mels} mel bands x {info.frames} frames; the frontend "
-            f"gives {cfg.frontend.n_mels} x {cfg.frontend.frames}"
+            f"model {cfg.model.name!r} is built for {n_mels} mel bands; the frontend gives {cfg.frontend.n_mels}: "
+            f"set frontend.n_mels={n_mels}, or model.params={{n_mels: {cfg.frontend.n_mels}}} to build it for them"
         )
+    if cfg.frontend.n_frames != params.get("frames", info.frames):
+        params["frames"] = cfg.frontend.n_frames
+    return params
 
 
 def open_run(run: RunDir, cfg: Config, resume: bool, d: Dist) -> dict | None:
@@ -270,7 +276,7 @@ def fold_normalizer(splits: Splits, n_mels: int) -> Normalizer:
     return norm
 
 
-def init_weights_from(model: nn.Module, cfg: Config) -> None:
+def init_weights_from(model: nn.Module, cfg: Config, params: dict) -> None:
     """Start from the weights of ``train.init_from`` (a float32 or float16 tinyasc model file of the same
     architecture; a 1-bit model may start from the float model it binarizes)."""
     path = Path(cfg.train.init_from)
@@ -279,10 +285,10 @@ def init_weights_from(model: nn.Module, cfg: Config) -> None:
     def arch(params: dict) -> dict:
         return {k: v for k, v in params.items() if not k.startswith("binary")}
 
-    if art["model_name"] != cfg.model.name or arch(art["model_params"]) != arch(dict(cfg.model.params)):
+    if art["model_name"] != cfg.model.name or arch(art["model_params"]) != arch(params):
         raise ConfigError(
             f"train.init_from: {path} holds {art['model_name']} {art['model_params']}; the config builds "
-            f"{cfg.model.name} {dict(cfg.model.params)}"
+            f"{cfg.model.name} {params}"
         )
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in art["state"].items()})
 
@@ -445,14 +451,14 @@ def _progress_bar(total: int, desc: str, enabled: bool):
 
 
 def ship_selected(
-    run: RunDir, cfg: Config, model: nn.Module, norm: nn.Module, splits: Splits, best: dict
+    run: RunDir, cfg: Config, params: dict, model: nn.Module, norm: nn.Module, splits: Splits, best: dict
 ) -> str:
     """The selected epoch as ``model.pt``, then stored as ``cfg.quantize`` ships it; returns its file name."""
     model.load_state_dict(run.load_best()["model"])
     model = model.cpu()
     art = artifact.new_artifact(
         cfg.model.name,
-        dict(cfg.model.params),
+        params,
         splits.index.classes,
         cfg.frontend,
         norm,
