@@ -45,6 +45,6 @@ def test_resnorm_and_subspectralnorm():
 def test_config_matches_the_registered_frontend():
     cfg = load_config("configs/bcresnet.yaml")
     info = get_model_info(cfg.model.name)
-    assert (cfg.frontend.n_mels, cfg.frontend.frames) == (info.n_mels, info.frames)
-    assert 1 + 441000 // cfg.frontend.hop_length == cfg.frontend.frames
+    assert (cfg.frontend.n_mels, cfg.frontend.n_frames) == (info.n_mels, info.frames)
+    assert 1 + 441000 // cfg.frontend.hop_length == cfg.frontend.n_frames
     assert model_size(create_model("bcresnet_asc_c20"), "float16-all").nonzero_bytes <= 128000

@@ -8,7 +8,7 @@ from tinyasc.config import ConfigError, load_config
 def test_defaults_are_the_baseline():
     cfg = load_config()
     assert (cfg.frontend.win_length, cfg.frontend.hop_length, cfg.frontend.n_fft) == (1764, 882, 2048)
-    assert (cfg.frontend.n_mels, cfg.frontend.frames) == (40, 500)
+    assert (cfg.frontend.n_mels, cfg.frontend.n_frames) == (40, 500)
     assert (cfg.train.lr, cfg.train.batch_size, cfg.train.epochs, cfg.train.select_after) == (
         1e-3,
         16,

@@ -116,9 +116,10 @@ def cmd_synth(a) -> int:
 def cmd_train(a) -> int:
     cfg = load_config(a.config, a.overrides)
     res = fit(cfg, a.run_dir, resume=a.resume, progress=not a.quiet)
+    acc = res["best"]["val_accuracy"]
+    chosen = f"val accuracy {acc:.3f}" if acc is not None else "the last epoch, no validation part"
     print(
-        f"trained {cfg.model.name}: best epoch {res['best']['epoch']} "
-        f"(val accuracy {res['best']['val_accuracy']:.3f}); shipped {res['shipped']} in {a.run_dir}"
+        f"trained {cfg.model.name}: selected epoch {res['best']['epoch']} ({chosen}); shipped {res['shipped']} in {a.run_dir}"
     )
     if a.evaluate:
         return cmd_evaluate(argparse.Namespace(run_dir=a.run_dir, json=False, quiet=a.quiet))

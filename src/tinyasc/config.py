@@ -93,8 +93,18 @@ class DataConfig:
     classes: tuple[str, ...] | None = None  # generic: class names in output order
     evaluate_folds: tuple[str, ...] | None = None  # generic: folds forming the evaluate split
     train_devices: tuple[str, ...] | None = None  # restrict training (and validation) to these devices
+    # The validation part of the training data, which selects the epoch (data/dataset.py):
+    # "location" (DCASE: whole recording locations, city-balanced), "fold" (one predefined fold of a
+    # generic dataset: validation_fold, default the last training fold), "fraction" (a seeded per-class
+    # share of files), "none" (train on everything; the last selectable epoch is kept), or "auto":
+    # location where clips have locations, fold where they have folds, else fraction.
+    validation: Literal["auto", "location", "fold", "fraction", "none"] = "auto"
+    validation_fold: str | None = None
     validation_fraction: float = between(0, 1, 0.3, lo_open=True, hi_open=True)
     validation_seed: int = 0
+    # A split that leaves less than this share of the training data for training is refused (auto
+    # falls back from location to fraction first), naming the numbers.
+    min_train_share: float = between(0, 1, 0.5)
     cache_dir: str | None = None  # default: $TINYASC_CACHE or ~/.cache/tinyasc
     workers: int = at_least(1, 2)  # processes for decoding and the frontend when filling the cache
 
@@ -292,6 +302,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 pass
     if hint is str and isinstance(value, str):
         return value
+    if hint is str and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # YAML reads a fold name such as 2 as a number
     if hint is dict and isinstance(value, dict):
         return value
     if origin is tuple and isinstance(value, list | tuple):

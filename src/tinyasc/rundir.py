@@ -10,6 +10,7 @@ from it:
   model.pt              the selected float32 (or fake-quantised QAT) model file (``artifact.py``)
   model_float16.pt ...  the model as it ships, when its storage is not model.pt's (``MODEL_FILES``)
   size.json, size.txt   the DCASE 2021 size report of what ships; size.json names the shipped file
+  splits.json           the clips that trained, validated and are evaluated, and how they were chosen
   device_transfer.json  the learned device transfers of device translation
   calibration.json      the temperature of ``tinyasc calibrate``
   metrics.json, report.md, confusion.png, devices.png, output.csv   the evaluation of ``tinyasc evaluate``
@@ -75,6 +76,7 @@ class RunDir:
     DEVICES_PLOT = "devices.png"
     OUTPUT = "output.csv"
     COMPRESS = "compress.json"
+    SPLITS = "splits.json"
     TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow.db"}  # where the tracker sinks write
     PARTIAL_SUFFIX = ".partial"
     LOCK = ".lock"
@@ -230,6 +232,10 @@ class RunDir:
     def tracker_dir(self, name: str) -> Path:
         """Where a tracker sink writes: the tensorboard/ folder or the mlflow.db SQLite store."""
         return self.path / self.TRACKERS[name]
+
+    def save_splits(self, record: dict) -> None:
+        """How many clips trained, validated and are evaluated, and how the validation part was chosen."""
+        atomic_write_json(self.path / self.SPLITS, record)
 
     def save_device_transfer(self, transfers: dict) -> None:
         atomic_write_json(self.path / self.DEVICE_TRANSFER, transfers)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -10,6 +13,8 @@ import torch
 from tinyasc.config import DataConfig, FrontendConfig
 from tinyasc.data.cache import cached_features
 from tinyasc.data.index import Clip, ClipIndex, DataError, load_generic, load_tau, validation_split
+
+log = logging.getLogger(__name__)
 
 
 def load_index(cfg: DataConfig, check_audio: bool = True) -> ClipIndex:
@@ -40,6 +45,7 @@ class Splits:
     evaluate: list[Clip]
     features: np.ndarray  # (N, n_mels, frames) float16 memmap over index.clips
     row: dict[str, int]
+    validation: dict = field(default_factory=dict)  # how the validation part was chosen, with counts
 
     def rows(self, clips: list[Clip]) -> np.ndarray:
         return np.array([self.row[c.filename] for c in clips], dtype=np.int64)
@@ -68,14 +74,87 @@ def cached_clips(index: ClipIndex, data: DataConfig) -> list[Clip]:
     return training_clips(index, data) + index.split("evaluate")
 
 
+def fraction_split(clips: list[Clip], fraction: float, seed: int) -> tuple[list[Clip], list[Clip]]:
+    """A seeded share of each class's files for validation (files, not locations)."""
+    rng = random.Random(seed)
+    by_class: dict = defaultdict(list)
+    for c in clips:
+        by_class[c.scene].append(c.filename)
+    val: set[str] = set()
+    for scene in sorted(by_class, key=str):
+        names = sorted(by_class[scene])
+        rng.shuffle(names)
+        val.update(names[: int(round(fraction * len(names)))])
+    return [c for c in clips if c.filename not in val], [c for c in clips if c.filename in val]
+
+
+def fold_split(clips: list[Clip], fold: str | None) -> tuple[list[Clip], list[Clip], str]:
+    """One predefined fold of the training data for validation: ``fold``, or the last one."""
+    folds = sorted({c.fold for c in clips if c.fold is not None}, key=lambda f: (len(f), f))
+    if not folds:
+        raise DataError("data.validation=fold: the clips have no fold (add a fold column to the CSV)")
+    chosen = str(fold) if fold is not None else folds[-1]
+    if chosen not in folds:
+        raise DataError(
+            f"data.validation_fold={chosen!r}: not a training fold; the training folds are {folds}"
+        )
+    return [c for c in clips if c.fold != chosen], [c for c in clips if c.fold == chosen], chosen
+
+
+def choose_validation(clips: list[Clip], data: DataConfig) -> tuple[list[Clip], list[Clip], dict]:
+    """``(train, validation, record)`` of the training clips as ``data.validation`` asks.
+
+    Refuses a split that leaves less than ``data.min_train_share`` of the clips, or no clip of a class,
+    for training; ``auto`` first falls back from locations to a file fraction (a small corpus has too
+    few locations per city for the DCASE rule) and says so in the record and the log.
+    """
+    how = data.validation
+    note = ""
+    if how == "auto":  # a fold validates only where the training part has more than one
+        folds = {c.fold for c in clips if c.fold is not None}
+        how = "location" if any(c.location for c in clips) else "fold" if len(folds) > 1 else "fraction"
+    fold = None
+    if how == "location":
+        train, val = validation_split(clips, data.validation_fraction, data.validation_seed)
+        if data.validation == "auto" and len(train) < data.min_train_share * len(clips):
+            note = (
+                f"the location split would train on {len(train)} of {len(clips)} clips (too few locations); "
+                f"a {data.validation_fraction:g} share of each class's files validates instead"
+            )
+            log.warning("%s", note)
+            how = "fraction"
+            train, val = fraction_split(clips, data.validation_fraction, data.validation_seed)
+    elif how == "fold":
+        train, val, fold = fold_split(clips, data.validation_fold)
+    elif how == "fraction":
+        train, val = fraction_split(clips, data.validation_fraction, data.validation_seed)
+    else:
+        train, val = list(clips), []
+    record = {"method": how, "train": len(train), "validation": len(val), "of": len(clips)}
+    if fold is not None:
+        record["fold"] = fold
+    if note:
+        record["note"] = note
+    if clips and len(train) < data.min_train_share * len(clips):
+        raise DataError(
+            f"data.validation={how}: {len(train)} of {len(clips)} training clips ({len(train) / len(clips):.0%}) "
+            f"would train, below data.min_train_share={data.min_train_share:g}; choose data.validation="
+            "fraction or none, or a smaller data.validation_fraction"
+        )
+    missing = sorted(set(Counter(c.scene for c in clips)) - {c.scene for c in train}, key=str)
+    if missing:
+        raise DataError(f"data.validation={how}: no training clip left of class(es) {missing}")
+    return train, val, record
+
+
 def prepare_splits(data: DataConfig, frontend: FrontendConfig, progress: bool = False) -> Splits:
     index = load_index(data)
     train_all = training_clips(index, data)
-    train, val = validation_split(train_all, data.validation_fraction, data.validation_seed)
+    train, val, record = choose_validation(train_all, data)
     needed = cached_clips(index, data)
     feats = cached_features(frontend, [index.path(c) for c in needed], data.cache_dir, data.workers, progress)
     row = {c.filename: i for i, c in enumerate(needed)}
-    return Splits(index, train, val, index.split("evaluate"), feats, row)
+    return Splits(index, train, val, index.split("evaluate"), feats, row, record)
 
 
 def batches(

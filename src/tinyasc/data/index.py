@@ -44,6 +44,7 @@ class Clip:
     segment: str
     device: str
     split: str
+    fold: str | None = None  # a generic dataset's predefined fold
 
     @property
     def identifier(self) -> str:
@@ -285,8 +286,8 @@ def load_generic(
             rng.shuffle(names)
             in_eval.update(names[: int(round(evaluate_fraction * len(names)))])
     clips = [
-        Clip(f, lab, "", ident, "", dev, "evaluate" if f in in_eval else "train")
-        for f, lab, _, dev, ident in parsed
+        Clip(f, lab, "", ident, "", dev, "evaluate" if f in in_eval else "train", fold)
+        for f, lab, fold, dev, ident in parsed
     ]
     unused = [c for c in classes if c not in labels]
     if unused:

@@ -23,8 +23,8 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
 from tinyasc.data.cache import cached_features
-from tinyasc.data.dataset import batches, cached_clips, load_index, training_clips
-from tinyasc.data.index import validation_split
+from tinyasc.data.dataset import batches, cached_clips, choose_validation, load_index, training_clips
+from tinyasc.data.index import DataError
 from tinyasc.rundir import RunDir
 from tinyasc.train.loop import predict_logits
 
@@ -55,9 +55,11 @@ def calibrate_run(run_dir: str | Path, allow_sharpening: bool = False, progress:
     cfg = run.config()
     lm = run.load_model()
     index = load_index(cfg.data)
-    _, val = validation_split(
-        training_clips(index, cfg.data), cfg.data.validation_fraction, cfg.data.validation_seed
-    )
+    _, val, how = choose_validation(training_clips(index, cfg.data), cfg.data)  # the split training used
+    if not val:
+        raise DataError(
+            f"{run.path}: trained without a validation part (data.validation=none); nothing to fit T on"
+        )
     cached = cached_clips(index, cfg.data)
     row = {c.filename: i for i, c in enumerate(cached)}
     feats = cached_features(
@@ -76,7 +78,7 @@ def calibrate_run(run_dir: str | Path, allow_sharpening: bool = False, progress:
         "bounds": [lower, UPPER],
         "at_upper_bound": at_upper,
         "unconstrained_temperature": fit_temperature(logits, labels),
-        "fitted_on": f"validation split of the training fold ({len(val)} clips, seed {cfg.data.validation_seed})",
+        "fitted_on": f"validation split of the training fold ({len(val)} clips, {how['method']}, seed {cfg.data.validation_seed})",
         "model_file": lm.path.name,
         "validation_logloss_before": nll(logits, labels, 1.0),
         "validation_logloss_after": nll(logits, labels, t),

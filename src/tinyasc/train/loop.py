@@ -68,6 +68,8 @@ def predict_logits(model: nn.Module, norm: nn.Module, batch_iter, device) -> tup
     for x, y, _ in batch_iter:
         outs.append(model(norm(x.to(device))).float().cpu())
         labels.append(y)
+    if not outs:  # no clips (training without a validation part, or a rank's empty shard)
+        return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=np.int64)
     return torch.cat(outs).numpy(), torch.cat(labels).numpy()
 
 

@@ -83,7 +83,7 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
         if state is not None:
             load_hook_states(hooks, state.get("hooks", state), f"{run.path / run.LAST}")
         source, source_rows, extras = training_inputs(cfg, splits, d, progress)
-        trackers = start_records(run, cfg, state, start_epoch, hooks) if d.is_main else []
+        trackers = start_records(run, cfg, splits, state, start_epoch, hooks) if d.is_main else []
 
         # --- the epoch loop: train, validate, select, checkpoint
         per_rank_batch = cfg.train.batch_size // d.world
@@ -120,7 +120,8 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
             record = epoch_record(epoch, lr, tr, va, len(val_mine), d, train_seconds, hooks)
             # The official StasherCallback: the best validation accuracy after `select_after` epochs.
             selectable = epoch > select_after and all(h.selectable() for h in hooks)
-            if selectable and record["val_accuracy"] > best["val_accuracy"]:
+            improved = record["val_accuracy"] is None or record["val_accuracy"] > best["val_accuracy"]
+            if selectable and improved:  # no validation part: the last selectable epoch is kept
                 best = {k: record[k] for k in ("epoch", "val_accuracy", "val_loss")}
                 if d.is_main:
                     run.save_best({"model": model.state_dict(), "epoch": epoch})
@@ -258,9 +259,18 @@ def load_splits(cfg: Config, d: Dist, progress: bool) -> Splits:
     splits = prepare_splits(cfg.data, cfg.frontend, progress=progress)
     if d.is_main:
         d.barrier()
-    if len(splits.train) == 0 or len(splits.val) == 0:
+    if len(splits.train) == 0 or (len(splits.val) == 0 and cfg.data.validation != "none"):
         raise ConfigError(
-            f"{cfg.data.root}: {len(splits.train)} training and {len(splits.val)} validation clips; need both"
+            f"{cfg.data.root}: {len(splits.train)} training and {len(splits.val)} validation clips; need both "
+            "(or data.validation=none to train on every clip and keep the last epoch)"
+        )
+    if progress:
+        v = splits.validation
+        print(
+            f"data: {v['train']} training and {v['validation']} validation clips of {v['of']} "
+            f"(validation: {v['method']}{' fold ' + v['fold'] if 'fold' in v else ''}); "
+            f"{len(splits.evaluate)} evaluate clips",
+            flush=True,
         )
     return splits
 
@@ -375,8 +385,12 @@ def training_inputs(cfg: Config, splits: Splits, d: Dist, progress: bool) -> tup
     return source, np.arange(len(splits.train)), extras
 
 
-def start_records(run: RunDir, cfg: Config, state: dict | None, start_epoch: int, hooks) -> list:
-    """metrics.jsonl as of the checkpoint (or empty), what hooks learned at set-up, the tracker sinks."""
+def start_records(
+    run: RunDir, cfg: Config, splits: Splits, state: dict | None, start_epoch: int, hooks
+) -> list:
+    """metrics.jsonl as of the checkpoint (or empty), the split sizes, what hooks learned at set-up, the
+    tracker sinks."""
+    run.save_splits({**splits.validation, "evaluate": len(splits.evaluate)})
     if state is not None:
         run.truncate_metrics(start_epoch - 1)  # the epochs after the checkpoint train again
     else:
@@ -424,8 +438,8 @@ def epoch_record(epoch, lr, tr: dict, va: dict, n_val: int, d: Dist, seconds: fl
         "epoch": epoch,
         "train_loss": tl / tn,
         "train_accuracy": tc / tn,
-        "val_loss": vl / vn,
-        "val_accuracy": vc / vn,
+        "val_loss": vl / vn if vn else None,  # None: trained without a validation part
+        "val_accuracy": vc / vn if vn else None,
         "lr": lr,
     }
     for hook in hooks:
@@ -435,9 +449,14 @@ def epoch_record(epoch, lr, tr: dict, va: dict, n_val: int, d: Dist, seconds: fl
 
 
 def _epoch_line(r: dict) -> str:
+    val = (
+        f"val loss {r['val_loss']:.3f} acc {r['val_accuracy']:.3f}"
+        if r["val_accuracy"] is not None
+        else "no validation"
+    )
     return (
-        f"epoch {r['epoch']}: train loss {r['train_loss']:.3f} acc {r['train_accuracy']:.3f} | "
-        f"val loss {r['val_loss']:.3f} acc {r['val_accuracy']:.3f} | best epoch {r['best_epoch'] or '- (none selectable yet)'}"
+        f"epoch {r['epoch']}: train loss {r['train_loss']:.3f} acc {r['train_accuracy']:.3f} | {val} | "
+        f"best epoch {r['best_epoch'] or '- (none selectable yet)'}"
     )
 
 

@@ -17,9 +17,9 @@ from tinyasc.rundir import RunDir
 from tinyasc.train.run import fit
 
 # (files per class and device, epochs, select_after): the default is sized to learn well within
-# 10 minutes on 2 cores; quick only proves the pipeline runs.
+# 10 minutes on 2 cores; quick proves the pipeline runs and learns (above chance) in under a minute.
 DEFAULT = {"per_class_device": 20, "epochs": 20, "select_after": 5}
-QUICK = {"per_class_device": 2, "epochs": 2, "select_after": 0}
+QUICK = {"per_class_device": 2, "epochs": 15, "select_after": 0}
 
 
 def run_demo(workdir: Path, quick: bool = False, workers: int = 2) -> int:
