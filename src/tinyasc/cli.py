@@ -77,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
 
     s = sub.add_parser(
+        "crossval", help="one run per held-out fold of a dataset with folds: mean and spread over the folds"
+    )
+    s.add_argument("config", help="YAML config of every run (a generic dataset with a fold column)")
+    s.add_argument("overrides", nargs="*", help="dotted overrides, as in train, e.g. data.root=PATH")
+    s.set_defaults(overrides_into="overrides")
+    s.add_argument("--out", required=True, help="folder of the runs (fold_K/) and crossval.json / .md")
+    s.add_argument("--folds", nargs="+", help="the folds to hold out (default: every fold)")
+    s.add_argument("--quiet", action="store_true")
+
+    s = sub.add_parser(
         "teachers", help="train a teacher ensemble and store its logits on the training fold for distillation"
     )
     s.add_argument(

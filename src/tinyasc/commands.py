@@ -35,6 +35,7 @@ from tinyasc.models import create_model, get_model_info
 from tinyasc.rundir import RunDir, temperature_of
 from tinyasc.train.run import fit
 from tinyasc.workflows.compress import CompressOptions, compress_run
+from tinyasc.workflows.crossval import crossval, format_summary
 from tinyasc.workflows.demo import run_demo
 from tinyasc.workflows.teachers import train_teachers
 from tinyasc.zoo import format_table, model_table
@@ -124,6 +125,13 @@ def cmd_train(a) -> int:
     if a.evaluate:
         return cmd_evaluate(argparse.Namespace(run_dir=a.run_dir, json=False, quiet=a.quiet))
     print(f"next: tinyasc evaluate {a.run_dir}")
+    return 0
+
+
+def cmd_crossval(a) -> int:
+    summary = crossval(load_config(a.config, a.overrides), a.out, a.folds, progress=not a.quiet)
+    print(format_summary(summary))
+    print(f"runs and crossval.json in {a.out}")
     return 0
 
 
@@ -410,6 +418,7 @@ COMMANDS = {
     "synth": cmd_synth,
     "train": cmd_train,
     "teachers": cmd_teachers,
+    "crossval": cmd_crossval,
     "evaluate": cmd_evaluate,
     "score": cmd_score,
     "compare": cmd_compare,
