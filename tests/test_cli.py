@@ -59,3 +59,18 @@ def test_every_option_of_every_command_has_help():
         if not isinstance(action, argparse._HelpAction) and not action.help
     ]
     assert missing == []
+
+
+def test_a_closed_pipe_ends_quietly(real_setup_root):
+    """`tinyasc index ROOT --json | head -1`: no traceback and no error line when the reader goes away
+    (the JSON, with 4,538 validation files, is larger than a pipe's buffer)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tinyasc.cli", "index", str(real_setup_root), "--no-audio", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1
+    assert "Traceback" not in err and "Broken pipe" not in err, err
