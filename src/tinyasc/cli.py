@@ -73,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(overrides_into="overrides")
     s.add_argument("--run-dir", required=True, help="the run directory to write (or continue with --resume)")
     s.add_argument("--resume", action="store_true", help="continue an interrupted run in --run-dir")
-    s.add_argument("--evaluate", action="store_true", help="evaluate on fold1_evaluate afterwards")
+    s.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="evaluate on the evaluate split afterwards (fold1_evaluate of a TAU root, the held-out folds of a generic dataset)",
+    )
     s.add_argument("--quiet", action="store_true")
 
     s = sub.add_parser(
@@ -101,7 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", type=int, default=1, help="teachers per config, seeds 0..N-1 (default 1)")
     s.add_argument("--quiet", action="store_true")
 
-    s = sub.add_parser("evaluate", help="evaluate a run's shipped model on fold1_evaluate")
+    s = sub.add_parser(
+        "evaluate",
+        help="evaluate a run's shipped model on its evaluate split (TAU: fold1_evaluate; generic: the held-out folds)",
+    )
     s.add_argument("run_dir")
     s.add_argument("--json", action="store_true")
     s.add_argument("--quiet", action="store_true")
@@ -146,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lr", type=float, help="fine-tune peak learning rate (default: the source's / 10)")
     s.add_argument("--calibration-clips", type=int, help="int8-ptq: training clips to calibrate on")
     s.add_argument("--resume", action="store_true", help="continue an interrupted fine-tune")
-    s.add_argument("--no-evaluate", action="store_true", help="skip the evaluation on fold1_evaluate")
+    s.add_argument("--no-evaluate", action="store_true", help="skip the evaluation on the evaluate split")
     s.add_argument("--quiet", action="store_true")
 
     s = sub.add_parser(
@@ -158,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--float16", action="store_true", help="float16 weights and arithmetic")
     g.add_argument("--int8", action="store_true", help="onnxruntime static int8 (QDQ, per-channel)")
     s.add_argument("-o", "--out", help="the .onnx file (default: RUN/model[_float16|_int8].onnx)")
-    s.add_argument("--check-clips", type=int, default=256, help="fold1_evaluate clips to check it on")
+    s.add_argument("--check-clips", type=int, default=256, help="clips of the evaluate split to check it on")
     s.add_argument("--calibration-clips", type=int, default=256, help="--int8: training clips to calibrate")
 
     s = sub.add_parser("size", help="DCASE 2021 size table of a run, a model file or a registered model")

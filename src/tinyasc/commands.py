@@ -228,7 +228,7 @@ def cmd_compress(a) -> int:
     print(line)
     ev = rec.get("evaluation")
     if ev:
-        print(f"fold1_evaluate: accuracy {100 * ev['accuracy']:.1f}%, log loss {ev['logloss']:.3f}")
+        print(f"evaluate split: accuracy {100 * ev['accuracy']:.1f}%, log loss {ev['logloss']:.3f}")
     print(f"{'PASS' if size['fits'] else 'FAIL'}: limit {size['limit_bytes']:,} bytes")
     return 0 if size["fits"] else 1
 
@@ -241,7 +241,7 @@ def cmd_export(a) -> int:
     k = c["check"]
     print(
         f"{out}: {precision} ONNX, {c['bytes_on_disk']:,} bytes on disk; contract {out}.json\n"
-        f"onnxruntime vs {k['reference']} on {k['clips']} fold1_evaluate clips: max probability difference "
+        f"onnxruntime vs {k['reference']} on {k['clips']} clips of the evaluate split: max probability difference "
         f"{k['max_abs_probability_difference']:.2e}, same decisions {100 * k['same_decisions']:.1f}%"
     )
     return 0
