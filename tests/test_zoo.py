@@ -296,3 +296,18 @@ def test_five_second_clips_need_the_duration_alone(corpus_5s, tmp_path, config, 
             torch.tensor(create_model("dcase2021_baseline", frames=250).pool2.kernel_size),
             torch.tensor([4, 50]),
         )
+
+
+def test_the_head_cost_is_stated_and_training_warns_over_budget(capsys):
+    from tinyasc.config import load_config
+    from tinyasc.train.run import warn_over_budget
+
+    assert main(["size", "cpresnet_c20", "--classes", "50", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert "classifier head head.0: 8,000 bytes for 50 classes (160 per class)" in report["notes"]
+    cfg = load_config("configs/cpresnet.yaml", ["model.name=cpresnet_c64"])
+    warn_over_budget(create_model("cpresnet_c64", n_classes=50), cfg, 50)
+    out = capsys.readouterr().out
+    assert "cpresnet_c64 for 50 classes stores" in out and "over the 128,000-byte limit" in out
+    warn_over_budget(create_model("dcase2021_baseline"), load_config(), 10)
+    assert capsys.readouterr().out == ""  # within the limit: nothing to say

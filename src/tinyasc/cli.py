@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
         "int8 is the per-channel estimate of what int8 quantisation would store",
     )
     s.add_argument("--limit", type=int, default=None, help="limit in bytes (default 128000)")
+    s.add_argument(
+        "--classes", type=int, default=10, help="a model name: build it for this many classes (default 10)"
+    )
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser(

@@ -16,7 +16,7 @@ import torch
 
 from tinyasc import artifact
 from tinyasc.compress.macs import count_macs
-from tinyasc.compress.size import LIMIT_BYTES, model_size
+from tinyasc.compress.size import LIMIT_BYTES, head_note, model_size
 from tinyasc.config import ConfigError, load_config
 from tinyasc.data.audio import AudioError
 from tinyasc.data.download import SETS, ZENODO, DownloadError, download
@@ -268,11 +268,17 @@ def cmd_size(a) -> int:
             report = artifact.size_report(art)
     else:
         get_model_info(a.target)
-        model = create_model(a.target)
+        if a.classes < 1:
+            raise ConfigError(f"--classes {a.classes}: need at least one class")
+        model = create_model(a.target, n_classes=a.classes)
         report = model_size(model, a.precision or "float16").dense(
             "a registered model before training: every value counted (the figure of tinyasc models)"
         )
     report.limit = a.limit or LIMIT_BYTES
+    n_classes = a.classes if not target.exists() else len(art["classes"])
+    note = head_note(model, report, n_classes)
+    if note:
+        report.notes.append(note)
     macs = count_macs(model).total
     if a.json:
         print(json.dumps({**report.to_dict(), "macs": macs}, indent=2))

@@ -327,3 +327,19 @@ def model_size(model: nn.Module, precision: str = "float16") -> SizeReport:
 def state_size(state: dict[str, torch.Tensor], precision: str, bn_mode: str) -> SizeReport:
     """Size report of a stored state dict, every tensor at the dtype it is stored in."""
     return count_tensors(list(state.items()), precision, bn_mode)
+
+
+def head_note(model: nn.Module, report: SizeReport, n_classes: int) -> str | None:
+    """What the classifier head (the last conv or linear layer) costs in ``report``, per class too: the
+    part of a model's size that grows with the number of classes."""
+    layers = [n for n, m in model.named_modules() if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Linear)]
+    if not layers:
+        return None
+    rows = {r.name: r for r in report.rows}
+    head = rows.get(layers[-1])
+    if head is None:
+        return None
+    return (
+        f"classifier head {layers[-1]}: {head.nonzero_bytes:,} bytes for {n_classes} classes "
+        f"({head.nonzero_bytes / max(n_classes, 1):,.0f} per class)"
+    )

@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from tinyasc import artifact
+from tinyasc.compress.size import LIMIT_BYTES, head_note, model_size
 from tinyasc.config import Config, ConfigError, TrainConfig, plain, with_absolute_paths
 from tinyasc.data.cache import cached_waveforms
 from tinyasc.data.dataset import Splits, batches, prepare_splits
@@ -61,6 +62,8 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
         norm = fold_normalizer(splits, cfg.frontend.n_mels).to(device)
 
         model = artifact.build_model(cfg.model.name, len(splits.index.classes), params)
+        if progress:
+            warn_over_budget(model, cfg, len(splits.index.classes))
         if cfg.train.init_from:
             init_weights_from(model, cfg, params)
         hooks = make_hooks(cfg, splits, norm)
@@ -301,6 +304,25 @@ def init_weights_from(model: nn.Module, cfg: Config, params: dict) -> None:
             f"{cfg.model.name} {params}"
         )
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in art["state"].items()})
+
+
+def warn_over_budget(model: nn.Module, cfg: Config, n_classes: int) -> None:
+    """Say before training when the model as it will ship is over the 128,000-byte limit for this many
+    classes, and what its classifier head costs (the part that grows with the classes)."""
+    precision = {"float32": "float32", "float16": "float16", "int8": "int8", "int8-qat": "int8"}.get(
+        cfg.quantize
+    )
+    if precision is None:  # 1-bit: counted when the signs are packed
+        return
+    report = model_size(model, precision)
+    if report.bytes > LIMIT_BYTES:
+        note = head_note(model, report, n_classes) or ""
+        print(
+            f"note: {cfg.model.name} for {n_classes} classes stores {report.bytes:,} bytes at {precision} "
+            f"(dense), over the {LIMIT_BYTES:,}-byte limit; {note}. Prune or quantise it after training "
+            "(tinyasc compress --target-bytes 128000) or choose a smaller variant (tinyasc size NAME --classes N)",
+            flush=True,
+        )
 
 
 def data_parallel(model: nn.Module, cfg: Config, d: Dist, device: torch.device) -> nn.Module:
