@@ -11,7 +11,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "tinyasc"
 RUN_FILES = re.compile(
     r"^(config\.yaml|metrics\.jsonl?|last\.pt|best\.pt|model(_\w+)?\.pt|size\.(json|txt)|calibration\.json"
-    r"|device_transfer\.json|report\.md|confusion\.png|devices\.png|output\.csv|compress\.json)$"
+    r"|device_transfer\.json|report\.md|confusion\.png|devices\.png|output\.csv|compress\.json|ensemble\.json)$"
 )
 
 

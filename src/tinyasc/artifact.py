@@ -22,6 +22,7 @@ is unpickled code. Where a model file lives in a run is ``rundir.py``'s business
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ BN_MODES = {
     Storage.INT8: "folded into the conv (float32 where no conv feeds it)",
     Storage.BINARY: "kept-float32",
     Storage.QAT: "kept",
+    Storage.ENSEMBLE: "as each member stores it",
 }
 
 
@@ -116,7 +118,9 @@ def build_model(name: str, n_classes: int, params: dict) -> nn.Module:
 
 
 def build_float_model(art: dict) -> nn.Module:
-    """The float model of a model file's architecture (weights not loaded)."""
+    """The float model of a model file's architecture (weights not loaded; an ensemble's members are)."""
+    if art.get("storage") == Storage.ENSEMBLE:
+        return load_stored(art)
     return build_model(art["model_name"], len(art["classes"]), art["model_params"])
 
 
@@ -185,8 +189,55 @@ def stored_artifact(
     return dict(art, storage=str(storage), state=state, **extra), True
 
 
+class Ensemble(nn.Module):
+    """Members averaged as one model: raw log-mel in, each member's own band normalisation and network,
+    the mean of the members' probabilities out (as logits: their logarithm, so that a softmax gives it
+    back and a temperature divides it as for any model)."""
+
+    def __init__(self, members: list[tuple[nn.Module, nn.Module]]):
+        super().__init__()
+        self.nets = nn.ModuleList(net for net, _ in members)
+        self.norms = nn.ModuleList(norm for _, norm in members)
+        self.n_mels, self.frames = self.nets[0].n_mels, self.nets[0].frames
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = [
+            torch.softmax(net(norm(x)).float(), dim=1)
+            for net, norm in zip(self.nets, self.norms, strict=True)
+        ]
+        return torch.log(torch.stack(probs).mean(0).clamp_min(1e-12))
+
+
+def new_ensemble(members: list[dict], names: list[str]) -> dict:
+    """The model file of stored ``members`` averaged as one; they must share classes and frontend."""
+    if len(members) < 2:
+        raise ModelFileError("an ensemble needs at least two members")
+    first = members[0]
+    for name, m in zip(names, members, strict=True):
+        if list(m["classes"]) != list(first["classes"]) or m["frontend"] != first["frontend"]:
+            raise ModelFileError(
+                f"{name}: its classes or frontend differ from {names[0]}'s; members must share both"
+            )
+        if m["storage"] == Storage.ENSEMBLE:
+            raise ModelFileError(f"{name}: an ensemble already; list its members instead")
+    return {
+        "format": FORMAT,
+        "model_name": "ensemble",
+        "model_params": {"members": [m["model_name"] for m in members]},
+        "classes": list(first["classes"]),
+        "frontend": dict(first["frontend"]),
+        "best_epoch": 0,
+        "storage": str(Storage.ENSEMBLE),
+        "state": {},
+        "members": members,
+        "member_names": list(names),
+    }
+
+
 def load_stored(art: dict) -> nn.Module:
     """The eval-mode model of a model file of any storage."""
+    if storage_of(art) == Storage.ENSEMBLE:
+        return Ensemble([(load_stored(m), normalizer_of(m)) for m in art["members"]]).eval()
     model = build_float_model(art)
     storage, state = storage_of(art), art["state"]
     if storage.is_float:
@@ -202,8 +253,21 @@ def load_stored(art: dict) -> nn.Module:
 
 
 def size_report(art: dict) -> SizeReport:
-    """The DCASE 2021 report of what the model file stores, saying which layers are kept wider."""
+    """The DCASE 2021 report of what the model file stores, saying which layers are kept wider. An
+    ensemble counts every member as it is stored (rows ``m0.conv1``, ``m1.conv1``, ...)."""
     storage = storage_of(art)
+    if storage == Storage.ENSEMBLE:
+        parts = [size_report(m) for m in art["members"]]
+        rows = [
+            dataclasses.replace(r, name=f"m{i}.{r.name}") for i, part in enumerate(parts) for r in part.rows
+        ]
+        report = SizeReport(rows, "ensemble", BN_MODES[storage])
+        for i, (name, part) in enumerate(zip(art.get("member_names", []), parts, strict=False)):
+            report.notes.append(
+                f"member m{i}: {name} ({art['members'][i]['model_name']}, {part.precision}), "
+                f"{part.nonzero_bytes:,} bytes"
+            )
+        return report
     report = count_tensors(list(art["state"].items()), str(storage), BN_MODES[storage])
     if storage == Storage.BINARY:
         packed = set(art.get("binary", {}).get("layers", []))
@@ -244,4 +308,6 @@ def load_model(path: str | Path) -> LoadedModel:
     except (ValueError, KeyError, RuntimeError) as e:
         raise CheckpointError(f"{path}: cannot rebuild its {art.get('storage')} model ({e})") from None
     frontend = FrontendConfig(**art["frontend"])
-    return LoadedModel(model, normalizer_of(art), frontend, tuple(art["classes"]), art["storage"], path)
+    # an ensemble normalises inside, each member with its own statistics
+    norm = nn.Identity() if storage_of(art) == Storage.ENSEMBLE else normalizer_of(art)
+    return LoadedModel(model, norm, frontend, tuple(art["classes"]), art["storage"], path)

@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--quiet", action="store_true")
 
+    s = sub.add_parser("ensemble", help="average trained runs into one shipped model (a budget ensemble)")
+    s.add_argument("runs", nargs="+", help="two or more trained runs with the same classes and frontend")
+    s.add_argument("--out", required=True, help="the new run directory of the ensemble")
+    s.add_argument("--no-evaluate", action="store_true", help="skip the evaluation on the evaluate split")
+    s.add_argument("--quiet", action="store_true")
+
     s = sub.add_parser(
         "crossval", help="one run per held-out fold of a dataset with folds: mean and spread over the folds"
     )

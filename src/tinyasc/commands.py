@@ -38,6 +38,7 @@ from tinyasc.train.run import fit
 from tinyasc.workflows.compress import CompressOptions, compress_run
 from tinyasc.workflows.crossval import crossval, format_summary
 from tinyasc.workflows.demo import run_demo
+from tinyasc.workflows.ensemble import make_ensemble
 from tinyasc.workflows.teachers import train_teachers
 from tinyasc.zoo import format_table, model_table
 
@@ -127,6 +128,19 @@ def cmd_train(a) -> int:
         return cmd_evaluate(argparse.Namespace(run_dir=a.run_dir, json=False, quiet=a.quiet))
     print(f"next: tinyasc evaluate {a.run_dir}")
     return 0
+
+
+def cmd_ensemble(a) -> int:
+    rec = make_ensemble(a.runs, a.out, evaluate=not a.no_evaluate, progress=not a.quiet)
+    size = rec["size"]
+    print(
+        f"{a.out}: {len(rec['members'])} members, {size['nonzero_bytes']:,} bytes of non-zero parameters in all"
+    )
+    if "evaluation" in rec:
+        ev = rec["evaluation"]
+        print(f"evaluate split: accuracy {100 * ev['accuracy']:.1f}%, log loss {ev['logloss']:.3f}")
+    print(f"{'PASS' if size['fits'] else 'FAIL'}: limit {size['limit_bytes']:,} bytes")
+    return 0 if size["fits"] else 1
 
 
 def cmd_crossval(a) -> int:
@@ -429,6 +443,7 @@ COMMANDS = {
     "train": cmd_train,
     "teachers": cmd_teachers,
     "crossval": cmd_crossval,
+    "ensemble": cmd_ensemble,
     "evaluate": cmd_evaluate,
     "score": cmd_score,
     "compare": cmd_compare,

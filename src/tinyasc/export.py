@@ -78,7 +78,11 @@ def load_float_run(run: str | Path) -> tuple[dict, nn.Module, Normalizer]:
     """The artifact, float model and normaliser of a run's (or a model file's) float weights."""
     path = Path(run)
     if path.is_dir():
-        path = RunDir(path).float_model_path
+        r = RunDir(path)
+        path = r.float_model_path if r.float_model_path.exists() else r.shipped_model_path
+    if artifact.storage_of(artifact.load(path)) == "ensemble":  # members averaged: normalised inside
+        art = artifact.load(path)
+        return art, artifact.load_stored(art), nn.Identity()
     art = artifact.load_float(path, "export", "--int8 exports an int8 ONNX model")
     if art["model_params"].get("binary"):
         raise ExportError(f"{path}: a 1-bit model; ONNX has no packed 1-bit weights (export its float run)")

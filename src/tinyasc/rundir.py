@@ -15,6 +15,7 @@ from it:
   calibration.json      the temperature of ``tinyasc calibrate``
   metrics.json, report.md, confusion.png, devices.png, output.csv   the evaluation of ``tinyasc evaluate``
   compress.json         what ``tinyasc compress`` did to make the run
+  model_ensemble.pt, ensemble.json  an ensemble run's members, stored, and its record
   model[_PRECISION].onnx  the default place of ``tinyasc export``
   tensorboard/, mlflow.db  what the tracker sinks of ``train.trackers`` mirror of metrics.jsonl
 
@@ -52,6 +53,7 @@ MODEL_FILES = {
     Storage.FLOAT16: "model_float16.pt",
     Storage.INT8: "model_int8.pt",
     Storage.BINARY: "model_binary.pt",
+    Storage.ENSEMBLE: "model_ensemble.pt",
 }
 
 
@@ -76,6 +78,7 @@ class RunDir:
     DEVICES_PLOT = "devices.png"
     OUTPUT = "output.csv"
     COMPRESS = "compress.json"
+    ENSEMBLE = "ensemble.json"
     SPLITS = "splits.json"
     TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow.db"}  # where the tracker sinks write
     PARTIAL_SUFFIX = ".partial"
@@ -175,6 +178,15 @@ class RunDir:
         """Where ``tinyasc export`` writes by default: model.onnx, model_float16.onnx, model_int8.onnx."""
         return self.path / ("model.onnx" if precision == "float32" else f"model_{precision}.onnx")
 
+    def ship_stored(self, stored: dict) -> str:
+        """Write a model file that is already in its stored form (an ensemble) and its size report."""
+        name = MODEL_FILES[artifact.storage_of(stored)]
+        artifact.save(stored, self.path / name)
+        report = artifact.size_report(stored)
+        atomic_write_json(self.path / self.SIZE_JSON, dict(report.to_dict(), model_file=name))
+        atomic_write_text(self.path / self.SIZE_TXT, report.table() + "\n")
+        return name
+
     def size(self) -> dict:
         """size.json ({} before the run has shipped)."""
         return _read_json(self.path / self.SIZE_JSON)
@@ -272,6 +284,9 @@ class RunDir:
 
     def save_compress_record(self, record: dict) -> None:
         atomic_write_json(self.path / self.COMPRESS, record)
+
+    def save_ensemble_record(self, record: dict) -> None:
+        atomic_write_json(self.path / self.ENSEMBLE, record)
 
 
 def temperature_of(path: str | Path) -> float:

@@ -1,7 +1,8 @@
 """The one vocabulary of how a model is stored (a leaf: config, size, compress, export and evaluate use it).
 
-- ``Storage``: what a model file holds (``artifact.py``): float32, float16, int8, binary, and ``qat``,
-  a quantisation-aware run's fake-quantised float model, which ships as its int8 conversion.
+- ``Storage``: what a model file holds (``artifact.py``): float32, float16, int8, binary, ``qat``
+  (a quantisation-aware run's fake-quantised float model, which ships as its int8 conversion) and
+  ``ensemble`` (several stored models averaged as one).
 - ``QUANTIZE``: the config's ``quantize`` choices, each the storage it ships in and how it gets there.
 - ``COMPRESS_STEPS``: the storage steps of ``tinyasc compress --method``, each a ``quantize`` value
   (``int8-ptq`` is the config's post-training ``int8``).
@@ -20,6 +21,7 @@ class Storage(StrEnum):
     INT8 = "int8"
     BINARY = "binary"
     QAT = "qat"
+    ENSEMBLE = "ensemble"  # several stored models averaged as one (each member in its own storage)
 
     @property
     def is_float(self) -> bool:
