@@ -16,6 +16,7 @@ import torch
 
 from tinyasc import artifact
 from tinyasc.compress.macs import count_macs
+from tinyasc.compress.memory import activation_memory
 from tinyasc.compress.size import LIMIT_BYTES, head_note, model_size
 from tinyasc.config import ConfigError, load_config
 from tinyasc.data.audio import AudioError
@@ -294,11 +295,16 @@ def cmd_size(a) -> int:
     if note:
         report.notes.append(note)
     macs = count_macs(model).total
+    memory = activation_memory(model)
     if a.json:
-        print(json.dumps({**report.to_dict(), "macs": macs}, indent=2))
+        print(json.dumps({**report.to_dict(), "macs": macs, **memory.to_dict()}, indent=2))
     else:
         print(report.table())
         print(f"MACs for one clip ({model.n_mels} x {model.frames}): {macs:,} (conv + linear layers)")
+        print(
+            f"peak activation memory of one clip: {memory.peak_bytes:,} bytes at float32 (at {memory.peak_at}; "
+            f"the input {memory.input_bytes:,})"
+        )
     return 0 if report.fits else 1
 
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import torch
 
 from tinyasc import models
-from tinyasc.compress import macs, size
+from tinyasc.compress import macs, memory, size
 from tinyasc.compress.macs import count_macs
+from tinyasc.compress.memory import activation_memory
 from tinyasc.compress.size import LIMIT_BYTES, model_size
 from tinyasc.data.cache import default_cache_dir
 from tinyasc.io import atomic_write_json
@@ -42,6 +43,7 @@ def model_row(name: str) -> dict:
         "bytes_float16": sizes["float16"],
         "bytes_int8": sizes["int8"],
         "macs": count_macs(model).total,
+        "peak_activation_bytes": activation_memory(model).peak_bytes,
         "ships_as": info.ships_as,
         "bytes_as_shipped": ships,
         "fits": ships <= LIMIT_BYTES,
@@ -52,7 +54,11 @@ def model_row(name: str) -> dict:
 def table_key() -> str:
     """Hash of what a row depends on: the model and counting source, and the torch version."""
     h = hashlib.sha1(torch.__version__.encode())
-    sources = sorted(Path(models.__file__).parent.glob("*.py")) + [Path(size.__file__), Path(macs.__file__)]
+    sources = sorted(Path(models.__file__).parent.glob("*.py")) + [
+        Path(size.__file__),
+        Path(macs.__file__),
+        Path(memory.__file__),
+    ]
     for path in sources:
         h.update(path.name.encode() + path.read_bytes())
     return h.hexdigest()[:16]
@@ -79,7 +85,19 @@ def model_table(names: list[str] | None = None, cache_dir: str | Path | None = N
 
 
 def format_table(rows: list[dict]) -> str:
-    head = ("model", "role", "input", "params", "float32 B", "float16 B", "int8 B", "MMACs", "ships", "fits")
+    head = (
+        "model",
+        "role",
+        "input",
+        "params",
+        "float32 B",
+        "float16 B",
+        "int8 B",
+        "MMACs",
+        "act. KB",
+        "ships",
+        "fits",
+    )
     lines = [head]
     for r in rows:
         lines.append(
@@ -92,6 +110,7 @@ def format_table(rows: list[dict]) -> str:
                 f"{r['bytes_float16']:,}",
                 f"{r['bytes_int8']:,}",
                 f"{r['macs'] / 1e6:,.1f}",
+                f"{r['peak_activation_bytes'] / 1000:,.0f}",
                 r["ships_as"],
                 "yes" if r["fits"] else "no",
             )
@@ -100,7 +119,7 @@ def format_table(rows: list[dict]) -> str:
     out = []
     for k, line in enumerate(lines):
         cells = [
-            c.ljust(w) if i in (0, 1, 2, 8, 9) else c.rjust(w)
+            c.ljust(w) if i in (0, 1, 2, 9, 10) else c.rjust(w)
             for i, (c, w) in enumerate(zip(line, widths, strict=True))
         ]
         out.append("  ".join(cells).rstrip())
@@ -110,7 +129,8 @@ def format_table(rows: list[dict]) -> str:
     out.append(
         f"bytes: every stored value (BN statistics included) at float32; float16 with BN float32 (the Keras "
         f"baseline rule); int8 = per-channel int8 estimate (BN folded where a layer feeds it, float32 scales "
-        f"and biases). MACs: conv + linear layers for one 10 s clip (hooks). fits: bytes at 'ships' <= "
+        f"and biases). MACs: conv + linear layers for one 10 s clip (hooks). act. KB: peak activation memory of "
+        f"one clip at float32 (compress/memory.py). fits: bytes at 'ships' <= "
         f"{LIMIT_BYTES:,}."
     )
     return "\n".join(out)
