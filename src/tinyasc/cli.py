@@ -207,6 +207,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--no-calibration", action="store_true", help="ignore the run's temperature")
 
+    s = sub.add_parser("stream", help="classify a live or piped stream: one labelled line per hop")
+    s.add_argument("model", help="run directory or model file (any storage), or an ONNX export")
+    s.add_argument("--input", default="-", help="an audio file, or - for raw 16-bit PCM on stdin (default -)")
+    s.add_argument("--rate", type=int, default=44100, help="stdin PCM: sample rate (default 44100)")
+    s.add_argument("--channels", type=int, default=1, help="stdin PCM: channels, interleaved (default 1)")
+    s.add_argument("--window", type=float, help="window in seconds (default: the model's clip length)")
+    s.add_argument("--hop", type=float, default=1.0, help="seconds between predictions (default 1)")
+    s.add_argument(
+        "--smooth",
+        type=float,
+        default=1.0,
+        help="weight of the newest window in the moving average (1 = none)",
+    )
+    s.add_argument("--realtime", action="store_true", help="a file: read it at the pace it was recorded")
+    s.add_argument("--block", type=int, default=4096, help="samples read at a time (default 4096)")
+    s.add_argument("-o", "--output", help="write the lines here instead of stdout")
+
     s = sub.add_parser("calibrate", help="fit temperature scaling on the validation split and store it")
     s.add_argument("run_dir")
     s.add_argument(

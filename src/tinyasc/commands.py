@@ -30,6 +30,7 @@ from tinyasc.evaluate.compare import compare_rows, format_rows, size_accuracy_pn
 from tinyasc.evaluate.infer import collect_inputs, format_csv, format_jsonl, predict_files
 from tinyasc.evaluate.predict import load_model
 from tinyasc.evaluate.run import evaluate_run, score
+from tinyasc.evaluate.stream import file_blocks, pcm_blocks, stream_predict
 from tinyasc.evaluate.submission import SubmissionError, check_package, write_submission
 from tinyasc.export import check_onnxruntime, export_onnx
 from tinyasc.io import CheckpointError, atomic_write_text
@@ -342,6 +343,33 @@ def cmd_predict(a) -> int:
     return 1 if bad else 0
 
 
+def cmd_stream(a) -> int:
+    lm = load_model(a.model)
+    if a.input == "-":
+        blocks = pcm_blocks(sys.stdin.buffer, a.rate, a.channels, a.block)
+    else:
+        blocks = file_blocks(a.input, a.block, realtime=a.realtime)
+    out = open(a.output, "w") if a.output else sys.stdout  # noqa: SIM115 (closed below)
+    try:
+        _, stats = stream_predict(lm, blocks, a.hop, a.window, a.smooth, temperature_of(a.model), out)
+    finally:
+        if a.output:
+            out.close()
+    if stats.hops:
+        ms = sorted(1000 * s for s in stats.hop_seconds)
+        print(
+            f"stream: {stats.hops} hop(s) over {stats.audio_seconds:.1f} s of audio; per hop median "
+            f"{ms[len(ms) // 2]:.1f} ms, max {ms[-1]:.1f} ms; real-time factor {stats.real_time_factor:.4f}",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"stream: {stats.audio_seconds:.1f} s of audio, less than one window: no prediction",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def cmd_calibrate(a) -> int:
     r = calibrate_run(a.run_dir, allow_sharpening=a.allow_sharpening, progress=not a.quiet)
     print(
@@ -459,6 +487,7 @@ COMMANDS = {
     "models": cmd_models,
     "predict": cmd_predict,
     "calibrate": cmd_calibrate,
+    "stream": cmd_stream,
     "submit": cmd_submit,
     "check-submission": cmd_check_submission,
     "download": cmd_download,

@@ -1,0 +1,60 @@
+"""Streaming speed: per-hop latency and real-time factor, one thread.
+
+    python benchmarks/stream_speed.py [--models dcase2021_baseline bcresnet_asc_c20 cpresnet_c20] [--seconds 60]
+
+Streams a noise recording through ``stream_predict`` (hop 1 s, window = the model's 10 s clip) with
+each model as registered (untrained weights: the time is the same), its own frontend, on one thread,
+and prints the median and worst time per hop (log-mel of the window + the model) and the real-time
+factor (processing time over audio time). State the machine's load (printed) beside the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from tinyasc.artifact import LoadedModel
+from tinyasc.config import FrontendConfig
+from tinyasc.evaluate.stream import file_blocks, stream_predict
+from tinyasc.frontend import Normalizer
+from tinyasc.models import create_model, get_model_info
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--models", nargs="+", default=["dcase2021_baseline", "bcresnet_asc_c20", "cpresnet_c20"])
+    p.add_argument("--seconds", type=int, default=60)
+    p.add_argument("--hop", type=float, default=1.0)
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    print(f"load average {os.getloadavg()}; 1 thread; hop {a.hop} s; {a.seconds} s of audio\n")
+    print("| model | frontend | per hop median ms | per hop max ms | real-time factor |")
+    print("|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "noise.wav"
+        sf.write(path, np.random.default_rng(0).normal(0, 0.1, 44100 * a.seconds).astype(np.float32), 44100)
+        for name in a.models:
+            info = get_model_info(name)
+            fe = replace(FrontendConfig(), **info.frontend)
+            lm = LoadedModel(
+                create_model(name).eval(), Normalizer(info.n_mels), fe, tuple("abcdefghij"), "float32", path
+            )
+            _, stats = stream_predict(lm, file_blocks(path, 4096), a.hop, out=io.StringIO())
+            ms = [1000 * s for s in stats.hop_seconds]
+            print(
+                f"| {name} | {info.n_mels}x{info.frames} | {statistics.median(ms):.1f} | {max(ms):.1f} | "
+                f"{stats.real_time_factor:.4f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()

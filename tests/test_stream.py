@@ -1,0 +1,61 @@
+"""tinyasc stream: a stream's windows are offline prediction's windows."""
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import soundfile as sf
+
+from tinyasc.evaluate.infer import predict_files
+from tinyasc.evaluate.predict import load_model
+from tinyasc.evaluate.stream import file_blocks, pcm_blocks, stream_predict
+
+
+def _recording(path, seconds=25):
+    x = np.random.default_rng(3).normal(0, 0.1, 44100 * seconds).astype(np.float32)
+    sf.write(path, x, 44100, subtype="FLOAT")
+    return x
+
+
+def test_streamed_windows_equal_offline_windows(trained_run, tmp_path):
+    run, _ = trained_run
+    lm = load_model(run)
+    _recording(tmp_path / "rec.wav")
+    results, stats = stream_predict(lm, file_blocks(tmp_path / "rec.wav", 3000), hop_s=5.0, out=io.StringIO())
+    assert [round(t, 3) for t, _, _ in results] == [10.0, 15.0, 20.0, 25.0]
+    (offline,) = predict_files(lm, [tmp_path / "rec.wav"], window_s=10.0, hop_s=5.0, workers=1)
+    full = [p for s, e, p in offline.windows if e - s == 10.0]  # the whole windows
+    assert len(full) == 4
+    for (_, p, _), q in zip(results, full, strict=True):
+        np.testing.assert_allclose(p, q, atol=1e-6)
+    assert stats.hops == 4 and stats.audio_seconds == 25.0 and 0 < stats.real_time_factor < 1
+
+
+def test_smoothing_and_piped_pcm(trained_run, tmp_path):
+    run, _ = trained_run
+    lm = load_model(run)
+    x = _recording(tmp_path / "rec.wav", 12)
+    pcm = (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+    out = io.StringIO()
+    results, _ = stream_predict(lm, pcm_blocks(io.BytesIO(pcm), 44100, 1, 1000), 1.0, smooth=0.5, out=out)
+    assert len(results) == 3  # windows ending at 10, 11, 12 s
+    (_, p0, s0), (_, p1, s1) = results[:2]
+    np.testing.assert_allclose(s1, 0.5 * p1 + 0.5 * s0)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("end_s\tscene_label") and lines[1].startswith("10.000\t")
+
+
+def test_stream_cli_on_stdin(trained_run, tmp_path):
+    run, _ = trained_run
+    x = _recording(tmp_path / "rec.wav", 11)
+    pcm = (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+    proc = subprocess.run(
+        [sys.executable, "-m", "tinyasc.cli", "stream", str(run), "--hop", "0.5"],
+        input=pcm,
+        capture_output=True,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    lines = proc.stdout.decode().splitlines()
+    assert len(lines) == 1 + 3  # header, windows ending at 10, 10.5, 11 s
+    assert "real-time factor" in proc.stderr.decode()
