@@ -86,3 +86,32 @@ def test_export_errors(trained_run, tmp_path, capsys):
     (tmp_path / "lonely.onnx").write_bytes(b"")
     with pytest.raises(ExportError, match="no feature contract"):
         OnnxModel(tmp_path / "lonely.onnx")
+
+
+def test_c_arrays_hold_exactly_the_stored_tensors(trained_run, tmp_path, capsys):
+    import re
+
+    import torch
+
+    from tinyasc.io import load_checkpoint
+
+    run, _ = trained_run
+    out = tmp_path / "model.h"
+    assert main(["export", str(run), "--format", "c", "-o", str(out)]) == 0
+    text = out.read_text()
+    art = load_checkpoint(run / "model_float16.pt")
+    record = json.loads((tmp_path / "model.h.json").read_text())
+    assert record["storage"] == "float16" and "0.040 s" not in text and "airport" in text
+    for key, t in {"norm_mean": art["norm_mean"], "norm_std": art["norm_std"], **art["state"]}.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        name = "w_" + re.sub(r"[^0-9A-Za-z]", "_", key)
+        body = re.search(rf"{name}\[\d+\] = \{{(.*?)\}};", text).group(1).split(", ")
+        flat = t.reshape(-1)
+        if t.dtype == torch.float16:  # the raw half-precision bits
+            assert [int(v) for v in body] == flat.view(torch.int16).numpy().astype("uint16").tolist(), key
+        else:
+            assert np.allclose([float(v.rstrip("f")) for v in body], flat.float().numpy(), rtol=0, atol=0), (
+                key
+            )
+    assert record["bytes"] == sum(a["bytes"] for a in record["arrays"])

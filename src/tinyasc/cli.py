@@ -166,7 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="export a run to ONNX (log-mel in, probabilities out) with its contract"
     )
     s.add_argument("run", help="a trained run directory")
-    s.add_argument("--format", default="onnx", choices=["onnx"])
+    s.add_argument(
+        "--format",
+        default="onnx",
+        choices=["onnx", "c"],
+        help="onnx: the graph for onnxruntime; c: the shipped model's stored tensors as C arrays for firmware",
+    )
     g = s.add_mutually_exclusive_group()
     g.add_argument("--float16", action="store_true", help="float16 weights and arithmetic")
     g.add_argument("--int8", action="store_true", help="onnxruntime static int8 (QDQ, per-channel)")

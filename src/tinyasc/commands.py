@@ -32,7 +32,7 @@ from tinyasc.evaluate.predict import load_model
 from tinyasc.evaluate.run import evaluate_run, score
 from tinyasc.evaluate.stream import file_blocks, pcm_blocks, stream_predict
 from tinyasc.evaluate.submission import SubmissionError, check_package, write_submission
-from tinyasc.export import check_onnxruntime, export_onnx
+from tinyasc.export import check_onnxruntime, export_c, export_onnx
 from tinyasc.io import CheckpointError, atomic_write_text
 from tinyasc.models import create_model, get_model_info
 from tinyasc.rundir import RunDir, temperature_of
@@ -250,6 +250,13 @@ def cmd_compress(a) -> int:
 
 
 def cmd_export(a) -> int:
+    if a.format == "c":
+        out = a.out or str(RunDir(a.run).c_header_path)
+        rec = export_c(a.run, out)
+        print(
+            f"{out}: {len(rec['arrays'])} arrays, {rec['bytes']:,} bytes of {rec['storage']} tensors; contract {out}.json"
+        )
+        return 0
     check_onnxruntime()
     precision = "int8" if a.int8 else "float16" if a.float16 else "float32"
     out = a.out or str(RunDir(a.run).onnx_path(precision))

@@ -343,3 +343,81 @@ def check_onnxruntime() -> None:
         import onnxruntime  # noqa: F401
     except ImportError:
         raise ConfigError("ONNX export needs onnx and onnxruntime: pip install 'tinyasc[export]'") from None
+
+
+_C_TYPES = {
+    torch.int8: ("int8_t", "int8"),
+    torch.uint8: ("uint8_t", "uint8"),
+    torch.int16: ("int16_t", "int16"),
+    torch.int32: ("int32_t", "int32"),
+    torch.float32: ("float", "float32"),
+    torch.float16: ("uint16_t", "float16 (IEEE 754 half-precision bits)"),
+}
+
+
+def _c_name(key: str) -> str:
+    return "w_" + "".join(ch if ch.isalnum() else "_" for ch in key)
+
+
+def export_c(run: str | Path, out: str | Path) -> dict:
+    """The shipped model's stored tensors as C arrays (``out``, a header) for firmware, exactly the bytes
+    of the model file, with the feature contract and classes in its leading comment and in ``out.json``.
+
+    No C inference code is written: the header carries the weights an embedded runtime (CMSIS-NN,
+    TFLite Micro's reference kernels, a hand-written network) loads, in the layer order of the model."""
+    out = Path(out)
+    if out.suffix != ".h":
+        raise ExportError(f"{out}: the output file must end in .h")
+    path = RunDir(run).shipped_model_path if Path(run).is_dir() else Path(run)
+    art = artifact.load(path)
+    if artifact.storage_of(art) == "ensemble":
+        raise ExportError(f"{path}: an ensemble; export its members one by one")
+    fe = FrontendConfig(**art["frontend"])
+    lines = [
+        f"/* tinyasc model {art['model_name']} ({art['storage']}) from {path.name}.",
+        f" * classes, in output order: {', '.join(art['classes'])}",
+        f" * input: log-mel (1, {fe.n_mels}, {fe.n_frames}); {feature_contract(fe)}",
+        " * Band normalisation: (x - norm_mean[band]) / norm_std[band], arrays below. */",
+        "#include <stdint.h>",
+        "",
+    ]
+    tensors = {"norm_mean": art["norm_mean"], "norm_std": art["norm_std"], **art["state"]}
+    arrays = []
+    for key, t in tensors.items():
+        if key.endswith("num_batches_tracked"):  # a training counter, not a parameter (nor counted by DCASE)
+            continue
+        if t.dtype not in _C_TYPES:
+            raise ExportError(f"{path}: tensor {key} of dtype {t.dtype} has no C form here")
+        ctype, what = _C_TYPES[t.dtype]
+        flat = t.detach().contiguous().reshape(-1)
+        values = (
+            flat.view(torch.int16).numpy().astype(np.uint16) if t.dtype == torch.float16 else flat.numpy()
+        )
+        body = ", ".join(repr(float(v)) + "f" if ctype == "float" else str(int(v)) for v in values)
+        name = _c_name(key)
+        lines.append(f"/* {key}: shape {list(t.shape)}, {what} */")
+        lines.append(f"static const {ctype} {name}[{max(flat.numel(), 1)}] = {{{body or '0'}}};")
+        arrays.append(
+            {
+                "tensor": key,
+                "c_name": name,
+                "shape": list(t.shape),
+                "type": what,
+                "bytes": flat.numel() * t.element_size(),
+            }
+        )
+    text = "\n".join(lines) + "\n"
+    atomic_write_bytes(out, text.encode())
+    record = {
+        "format": "tinyasc-c-1",
+        "header": out.name,
+        "model_name": art["model_name"],
+        "storage": art["storage"],
+        "classes": list(art["classes"]),
+        "frontend": asdict(fe),
+        "features": feature_contract(fe),
+        "arrays": arrays,
+        "bytes": sum(a["bytes"] for a in arrays),
+    }
+    atomic_write_json(Path(str(out) + ".json"), record)
+    return record

@@ -187,6 +187,11 @@ class RunDir:
         atomic_write_text(self.path / self.SIZE_TXT, report.table() + "\n")
         return name
 
+    @property
+    def c_header_path(self) -> Path:
+        """Where ``tinyasc export --format c`` writes by default."""
+        return self.path / "model.h"
+
     def size(self) -> dict:
         """size.json ({} before the run has shipped)."""
         return _read_json(self.path / self.SIZE_JSON)
