@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from tinyasc.evaluate.infer import predict_files
@@ -59,3 +60,28 @@ def test_stream_cli_on_stdin(trained_run, tmp_path):
     lines = proc.stdout.decode().splitlines()
     assert len(lines) == 1 + 3  # header, windows ending at 10, 10.5, 11 s
     assert "real-time factor" in proc.stderr.decode()
+
+
+@pytest.mark.slow
+def test_a_file_streams_in_real_time(trained_run, tmp_path):
+    import time
+
+    run, _ = trained_run
+    _recording(tmp_path / "rec.wav", 11)
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tinyasc.cli",
+            "stream",
+            str(run),
+            "--input",
+            str(tmp_path / "rec.wav"),
+            "--realtime",
+        ],
+        capture_output=True,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert time.perf_counter() - t0 >= 11.0  # paced at the recording's own speed
+    assert len(proc.stdout.decode().splitlines()) == 1 + 2  # windows ending at 10 and 11 s
