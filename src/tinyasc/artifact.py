@@ -102,7 +102,11 @@ def storage_of(art: dict) -> Storage:
 
 def load_float(path: str | Path, purpose: str, hint: str = "") -> dict:
     """A model file holding float weights (float32 or float16), for ``purpose`` to start from."""
-    art = load(path)
+    return check_float(load(path), path, purpose, hint)
+
+
+def check_float(art: dict, path: str | Path, purpose: str, hint: str = "") -> dict:
+    """``art`` if it holds float weights; else an error naming ``path`` and what ``purpose`` needs."""
     if art.get("storage") not in (Storage.FLOAT32, Storage.FLOAT16):
         raise ModelFileError(
             f"{path}: stored as {art.get('storage')}; {purpose} starts from float weights (model.pt of a run)"
@@ -130,18 +134,6 @@ def normalizer_of(art: dict) -> Normalizer:
     norm.mean.copy_(art["norm_mean"])
     norm.std.copy_(art["norm_std"])
     return norm
-
-
-def check_quantize(quantize: str, model_params: dict) -> None:
-    """Whether a model with ``model_params`` can ship at ``quantize`` (1-bit and int8 exclude each other)."""
-    shipped_storage(quantize)
-    is_binary = bool(model_params.get("binary", False))
-    if quantize == "binary" and not is_binary:
-        raise ModelFileError("quantize=binary needs a 1-bit model: set model.params={binary: true}")
-    if is_binary and quantize in ("int8", "int8-qat"):
-        raise ModelFileError(
-            f"quantize={quantize} and a 1-bit model (model.params.binary) conflict; pick one"
-        )
 
 
 def stored_state(

@@ -447,6 +447,17 @@ def save_config(cfg: Config, path: Path) -> None:
     atomic_write_text(path, yaml.safe_dump(plain(cfg.to_dict()), sort_keys=False))
 
 
+def flatten(tree: dict, keep: tuple[str, ...] = (), prefix: str = "") -> dict:
+    """``{"a.b": value}`` of a nested mapping; sections named in ``keep`` (and empty ones) stay values."""
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v and k not in keep:
+            out.update(flatten(v, keep, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def plain(obj: Any) -> Any:
     """Tuples to lists, recursively: what YAML and torch's weights_only loader accept."""
     if isinstance(obj, dict):

@@ -80,10 +80,10 @@ def load_float_run(run: str | Path) -> tuple[dict, nn.Module, Normalizer]:
     if path.is_dir():
         r = RunDir(path)
         path = r.float_model_path if r.float_model_path.exists() else r.shipped_model_path
-    if artifact.storage_of(artifact.load(path)) == "ensemble":  # members averaged: normalised inside
-        art = artifact.load(path)
+    art = artifact.load(path)
+    if artifact.storage_of(art) == "ensemble":  # members averaged: normalised inside
         return art, artifact.load_stored(art), nn.Identity()
-    art = artifact.load_float(path, "export", "--int8 exports an int8 ONNX model")
+    art = artifact.check_float(art, path, "export", "--int8 exports an int8 ONNX model")
     if art["model_params"].get("binary"):
         raise ExportError(f"{path}: a 1-bit model; ONNX has no packed 1-bit weights (export its float run)")
     model = artifact.load_stored(art)

@@ -147,9 +147,6 @@ class RunDir:
         """``model.pt``: the selected float (or QAT) model every stored form is made from."""
         return self.path / MODEL_FILES[Storage.FLOAT32]
 
-    def model_path(self, storage: Storage | str) -> Path:
-        return self.path / MODEL_FILES[Storage(storage)]
-
     @property
     def shipped_model_path(self) -> Path:
         """The model file the run ships (named in size.json), else model.pt."""

@@ -16,22 +16,34 @@ class AudioError(ValueError):
     """A file that cannot be used as audio; the message names the file and the reason."""
 
 
-def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
-    """Decode any format soundfile reads. Returns (samples (T, C) float32 in [-1, 1], sample rate)."""
+def audio_info(path: str | Path):
+    """soundfile's header info of a file that exists, is readable audio and is not truncated."""
     import soundfile as sf
 
     if not os.access(path, os.R_OK):  # libsndfile would only say "System error."
         reason = "file not found" if not os.path.exists(path) else "permission denied"
         raise AudioError(f"{path}: {reason}")
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        info = sf.info(str(path))
     except Exception as e:  # libsndfile errors are RuntimeError subclasses with varying names
         raise AudioError(f"{path}: not readable audio ({e})") from None
     declared = wav_declared_frames(path)
-    if declared is not None and len(data) < declared:  # libsndfile reads what is there, silently
+    if declared is not None and info.frames < declared:  # libsndfile reads what is there, silently
         raise AudioError(
-            f"{path}: truncated: its header declares {declared} samples, the file holds {len(data)}"
+            f"{path}: truncated: its header declares {declared} samples, the file holds {info.frames}"
         )
+    return info
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Decode any format soundfile reads. Returns (samples (T, C) float32 in [-1, 1], sample rate)."""
+    import soundfile as sf
+
+    audio_info(path)
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # libsndfile errors are RuntimeError subclasses with varying names
+        raise AudioError(f"{path}: not readable audio ({e})") from None
     return data, sr
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from math import gcd
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 from tinyasc.config import FrontendConfig
-from tinyasc.data.audio import AudioError, resample, wav_declared_frames
+from tinyasc.data.audio import AudioError, audio_info, resample
 from tinyasc.evaluate.predict import LoadedModel
 from tinyasc.frontend import LogMel
 from tinyasc.procs import worker_pool
@@ -156,15 +155,10 @@ class Part:
 
 def plan_parts(index: int, path: str, cfg: FrontendConfig, window_s: float, hop_s: float) -> list[Part]:
     """The windows of one file, in parts of at most ``PART_WINDOWS``, from its header alone."""
-    import soundfile as sf
-
     try:
-        read_audio_header(path)
-        info = sf.info(path)
+        info = audio_info(path)
     except AudioError as e:
         return [Part(index, path, [], 0, error=str(e).split(": ", 1)[-1])]
-    except Exception as e:  # libsndfile's errors
-        return [Part(index, path, [], 0, error=f"not readable audio ({e})")]
     if info.frames == 0:
         return [Part(index, path, [], 0, error="empty audio (0 samples)")]
     up, down = _ratio(info.samplerate, cfg.sample_rate)
@@ -176,22 +170,6 @@ def plan_parts(index: int, path: str, cfg: FrontendConfig, window_s: float, hop_
         Part(index, path, starts[i : i + PART_WINDOWS], n_out, window)
         for i in range(0, len(starts), PART_WINDOWS)
     ]
-
-
-def read_audio_header(path: str) -> None:
-    """The checks a header allows before any sample is read: readable, not truncated."""
-    import soundfile as sf
-
-    if not Path(path).exists():
-        raise AudioError(f"{path}: file not found")
-    if not os.access(path, os.R_OK):  # libsndfile would only say "System error."
-        raise AudioError(f"{path}: permission denied")
-    declared = wav_declared_frames(path)
-    frames = sf.info(path).frames
-    if declared is not None and frames < declared:
-        raise AudioError(
-            f"{path}: truncated: its header declares {declared} samples, the file holds {frames}"
-        )
 
 
 def _ratio(sr_in: int, sr_out: int) -> tuple[int, int]:
@@ -242,18 +220,6 @@ def _decode_part(part: Part) -> Part:
         part.features = frontend(torch.from_numpy(clips)).numpy()
     part.timing = {"decode": t1 - t0, "resample": t2 - t1, "frontend": time.perf_counter() - t2}
     return part
-
-
-def _decode(path: str) -> FileResult:
-    """Worker-side features of a whole file (every part), as ``FileResult.features``; for tests."""
-    cfg, _, window_s, hop_s = _worker
-    parts = [_decode_part(p) for p in plan_parts(0, path, cfg, window_s, hop_s)]
-    res = FileResult(path)
-    for part in parts:
-        _add_part(res, part, cfg.sample_rate)
-    if res.error is None:
-        res.features = np.concatenate([p.features for p in parts])  # type: ignore[attr-defined]
-    return res
 
 
 def _add_part(res: FileResult, part: Part, sample_rate: int) -> None:

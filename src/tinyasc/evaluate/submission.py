@@ -135,18 +135,11 @@ def _need(d, keys, where) -> list[str]:
     return [f"meta: {where}.{k} is missing" for k in keys if k not in d]
 
 
-def _is_int(value) -> bool:
-    """The validator's test: ``int(value)`` works (so 46246, 46246.0 and "46246" pass, "46k" fails)."""
+def _parses(value, kind: type) -> bool:
+    """The validator's test: ``kind(value)`` works (``int``: 46246, 46246.0 and "46246" pass, "46k" fails);
+    a boolean is not a number."""
     try:
-        int(value)
-    except (TypeError, ValueError):
-        return False
-    return not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    try:
-        float(value)
+        kind(value)
     except (TypeError, ValueError):
         return False
     return not isinstance(value, bool)
@@ -194,7 +187,7 @@ def check_meta(meta, label: str) -> Findings:
     out.errors += _need(complexity, ("total_parameters",), "system.complexity")
     if isinstance(complexity, dict):
         out.warnings += _need(complexity, ("total_parameters_non_zero", "model_size"), "system.complexity")
-        if "total_parameters" in complexity and not _is_int(complexity["total_parameters"]):
+        if "total_parameters" in complexity and not _parses(complexity["total_parameters"], int):
             out.errors.append(
                 f"meta: system.complexity.total_parameters {complexity['total_parameters']!r} is not an integer"
             )
@@ -212,7 +205,7 @@ def check_meta(meta, label: str) -> Findings:
     for where, values in parts:
         out.errors += _need(values, ("accuracy", "logloss"), f"results.development_dataset.{where}")
         for k, v in values.items() if isinstance(values, dict) else ():
-            if not _is_number(v):
+            if not _parses(v, float):
                 out.errors.append(f"meta: results.development_dataset.{where}.{k} {v!r} is not a number")
     return out
 

@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from tinyasc import artifact
 from tinyasc.compress.size import LIMIT_BYTES, head_note, model_size
-from tinyasc.config import Config, ConfigError, TrainConfig, plain, with_absolute_paths
+from tinyasc.config import Config, ConfigError, TrainConfig, flatten, plain, with_absolute_paths
 from tinyasc.data.cache import cached_waveforms
 from tinyasc.data.dataset import Splits, batches, prepare_splits
 from tinyasc.distill.logits import join_logits
@@ -197,7 +197,7 @@ def resume_state(run: RunDir, cfg: Config) -> dict | None:
     if not run.has_checkpoint:
         return None
     state = run.load_last()
-    old, new = _flat(plain(dict(state["config"]))), _flat(plain(cfg.to_dict()))
+    old, new = (flatten(plain(c), keep=("params",)) for c in (dict(state["config"]), cfg.to_dict()))
     free = {"train.epochs", "data.cache_dir", "data.workers"}  # more epochs; where and how features cache
     differ = sorted(k for k in set(old) | set(new) if k not in free and old.get(k) != new.get(k))
     if differ:
@@ -207,16 +207,6 @@ def resume_state(run: RunDir, cfg: Config) -> dict | None:
             "only train.epochs (and the feature cache's folder and workers) may change"
         )
     return state
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict) and k != "params":
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def setup_process(cfg: Config, d: Dist, progress: bool = False) -> torch.device:

@@ -9,7 +9,7 @@ server is needed: ``tensorboard --logdir RUN/tensorboard``,
 
 from __future__ import annotations
 
-from tinyasc.config import Config, ConfigError, plain
+from tinyasc.config import Config, ConfigError, flatten, plain
 from tinyasc.rundir import RunDir
 
 
@@ -56,7 +56,7 @@ class MLflow(Tracker):
         # a SQLite store in the run directory: no server; MLflow's plain file store is deprecated
         mlflow.set_tracking_uri(f"sqlite:///{run.tracker_dir('mlflow').resolve()}")
         self.active = mlflow.start_run(run_name=run.path.name)
-        params = _flatten(plain(cfg.to_dict()))
+        params = flatten(plain(cfg.to_dict()))
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
 
     def log(self, record: dict) -> None:
@@ -64,16 +64,6 @@ class MLflow(Tracker):
 
     def close(self) -> None:
         self.mlflow.end_run()
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def make_trackers(cfg: Config, run: RunDir) -> list[Tracker]:
