@@ -77,7 +77,16 @@ CONSTRAINED = _constrained_keys()
 
 def test_the_constrained_keys_cover_every_section():
     sections = {key.split(".")[0] for key, _ in CONSTRAINED}
-    assert sections == {"frontend", "data", "train", "augment", "prune", "quantize", "calibration_clips"}
+    assert sections == {
+        "frontend",
+        "data",
+        "train",
+        "augment",
+        "prune",
+        "quantize",
+        "calibration_clips",
+        "rules",
+    }
     assert len(CONSTRAINED) > 60
 
 

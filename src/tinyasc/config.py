@@ -24,6 +24,7 @@ from typing import Any, Literal
 import yaml
 
 from tinyasc.io import atomic_write_text
+from tinyasc.rules import RuleName
 from tinyasc.storage import Quantize
 
 
@@ -93,6 +94,9 @@ class DataConfig:
     classes: tuple[str, ...] | None = None  # generic: class names in output order
     evaluate_folds: tuple[str, ...] | None = None  # generic: folds forming the evaluate split
     train_devices: tuple[str, ...] | None = None  # restrict training (and validation) to these devices
+    # train on the files of ROOT/split_setup/split<subset>.csv only (DCASE 2024: 5, 10, 25, 50, 100;
+    # `tinyasc subsets ROOT` writes them, or put the organisers' files there)
+    subset: int | None = between(0, 100, None, lo_open=True)
     # The validation part of the training data, which selects the epoch (data/dataset.py):
     # "location" (DCASE: whole recording locations, city-balanced), "fold" (one predefined fold of a
     # generic dataset: validation_fold, default the last training fold), "fraction" (a seeded per-class
@@ -218,11 +222,15 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
-    # storage of the shipped model: "float32", "float16" (post-training cast), "int8" (post-training static
+    # storage of the shipped model: "float32", "float16" (post-training cast, batch norm float32),
+    # "float16-all" (batch norm float16 too, as the 2024/2025 baselines), "int8" (post-training static
     # quantisation calibrated on training clips), "int8-qat" (quantisation-aware training, then int8) or
     # "binary" (packed 1-bit weights of a model.params={binary: true} model); see tinyasc/storage.py
     quantize: Quantize = "float16"
     calibration_clips: int = at_least(1, 512)  # training clips for the int8 activation ranges
+    # the edition whose complexity rules the run is checked against (tinyasc/rules.py): the verdict is
+    # said before training and written to size.json; dcase2021 counts non-zero bytes only
+    rules: RuleName = "dcase2021"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -15,6 +15,7 @@ from it:
   calibration.json      the temperature of ``tinyasc calibrate``
   metrics.json, report.md, confusion.png, devices.png, output.csv   the evaluation of ``tinyasc evaluate``
   compress.json         what ``tinyasc compress`` did to make the run
+  device_heads.json     what ``tinyasc device-heads`` fine-tuned (devices, clips, head layers) and scored
   model_ensemble.pt, ensemble.json  an ensemble run's members, stored, and its record
   model[_PRECISION].onnx  the default place of ``tinyasc export``
   tensorboard/, mlflow.db  what the tracker sinks of ``train.trackers`` mirror of metrics.jsonl
@@ -78,6 +79,7 @@ class RunDir:
     DEVICES_PLOT = "devices.png"
     OUTPUT = "output.csv"
     COMPRESS = "compress.json"
+    DEVICE_HEADS = "device_heads.json"
     ENSEMBLE = "ensemble.json"
     SPLITS = "splits.json"
     TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow.db"}  # where the tracker sinks write
@@ -160,28 +162,36 @@ class RunDir:
     def save_float_model(self, art: dict) -> None:
         artifact.save(art, self.float_model_path)
 
-    def ship(self, art: dict, model, quantize: str, calibration=None) -> str:
-        """Store the model as ``quantize`` ships it, write its size report; returns the file name."""
+    def ship(self, art: dict, model, quantize: str, calibration=None, rules: str = "dcase2021") -> str:
+        """Store the model as ``quantize`` ships it, write its size report and the verdict of ``rules``
+        (size.json "rules"); returns the file name."""
         stored, differs = artifact.stored_artifact(art, model, quantize, calibration)
         name = MODEL_FILES[shipped_storage(quantize)]
         if differs:
             artifact.save(stored, self.path / name)
-        report = artifact.size_report(stored)
-        atomic_write_json(self.path / self.SIZE_JSON, dict(report.to_dict(), model_file=name))
-        atomic_write_text(self.path / self.SIZE_TXT, report.table() + "\n")
+        self._write_size(stored, name, rules)
         return name
+
+    def _write_size(self, stored: dict, name: str, rules: str) -> None:
+        report = artifact.size_report(stored)
+        text = report.table()
+        record = dict(report.to_dict(), model_file=name)
+        if rules != "dcase2021":  # the 2021 verdict is the table itself
+            v = artifact.rules_verdict(stored, rules)
+            record["rules"] = v.to_dict()
+            text += "\n\n" + v.table()
+        atomic_write_json(self.path / self.SIZE_JSON, record)
+        atomic_write_text(self.path / self.SIZE_TXT, text + "\n")
 
     def onnx_path(self, precision: str) -> Path:
         """Where ``tinyasc export`` writes by default: model.onnx, model_float16.onnx, model_int8.onnx."""
         return self.path / ("model.onnx" if precision == "float32" else f"model_{precision}.onnx")
 
-    def ship_stored(self, stored: dict) -> str:
+    def ship_stored(self, stored: dict, rules: str = "dcase2021") -> str:
         """Write a model file that is already in its stored form (an ensemble) and its size report."""
         name = MODEL_FILES[artifact.storage_of(stored)]
         artifact.save(stored, self.path / name)
-        report = artifact.size_report(stored)
-        atomic_write_json(self.path / self.SIZE_JSON, dict(report.to_dict(), model_file=name))
-        atomic_write_text(self.path / self.SIZE_TXT, report.table() + "\n")
+        self._write_size(stored, name, rules)
         return name
 
     @property
@@ -283,6 +293,9 @@ class RunDir:
     def staging(self) -> RunDir:
         """The folder a new run is built in before it is renamed to this one."""
         return RunDir(self.path.with_name(self.path.name + self.PARTIAL_SUFFIX))
+
+    def save_device_heads_record(self, record: dict) -> None:
+        atomic_write_json(self.path / self.DEVICE_HEADS, record)
 
     def save_compress_record(self, record: dict) -> None:
         atomic_write_json(self.path / self.COMPRESS, record)

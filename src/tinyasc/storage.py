@@ -29,10 +29,11 @@ class Storage(StrEnum):
         return self in (Storage.FLOAT32, Storage.FLOAT16)
 
 
-Quantize = Literal["float32", "float16", "int8", "int8-qat", "binary"]
+Quantize = Literal["float32", "float16", "float16-all", "int8", "int8-qat", "binary"]
 QUANTIZE: dict[str, Storage] = {
     "float32": Storage.FLOAT32,
     "float16": Storage.FLOAT16,  # post-training cast, batch norm float32 (the Keras baseline)
+    "float16-all": Storage.FLOAT16,  # every tensor float16, batch norm too (the 2024/2025 baselines' half())
     "int8": Storage.INT8,  # post-training static quantisation calibrated on training clips
     "int8-qat": Storage.INT8,  # quantisation-aware training, then int8
     "binary": Storage.BINARY,  # packed 1-bit weights of a model.params={binary: true} model
@@ -42,6 +43,7 @@ assert set(QUANTIZE) == set(get_args(Quantize))
 COMPRESS_STEPS: dict[str, str] = {
     "float32": "float32",
     "float16": "float16",
+    "float16-all": "float16-all",
     "int8-ptq": "int8",
     "int8-qat": "int8-qat",
     "binary": "binary",

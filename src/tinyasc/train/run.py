@@ -22,7 +22,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from tinyasc import artifact
-from tinyasc.compress.size import LIMIT_BYTES, head_note, model_size
+from tinyasc.compress.complexity import parameter_bytes, verdict
+from tinyasc.compress.size import LIMIT_BYTES, head_note, model_size, storage_tensors
 from tinyasc.config import Config, ConfigError, TrainConfig, flatten, plain, with_absolute_paths
 from tinyasc.data.cache import cached_waveforms
 from tinyasc.data.dataset import Splits, batches, prepare_splits
@@ -30,6 +31,7 @@ from tinyasc.distill.logits import join_logits
 from tinyasc.engine import autocast_dtype, compute_threads, cores
 from tinyasc.frontend import Normalizer, band_statistics
 from tinyasc.models import get_model_info
+from tinyasc.rules import get_rules
 from tinyasc.rundir import RunDir
 from tinyasc.storage import Storage
 from tinyasc.train.distributed import Dist, epoch_order, init_distributed, shutdown
@@ -299,12 +301,26 @@ def init_weights_from(model: nn.Module, cfg: Config, params: dict) -> None:
 def warn_over_budget(model: nn.Module, cfg: Config, n_classes: int) -> None:
     """Say before training when the model as it will ship is over the 128,000-byte limit for this many
     classes, and what its classifier head costs (the part that grows with the classes)."""
-    precision = {"float32": "float32", "float16": "float16", "int8": "int8", "int8-qat": "int8"}.get(
-        cfg.quantize
-    )
+    precision = {
+        "float32": "float32",
+        "float16": "float16",
+        "float16-all": "float16-all",
+        "int8": "int8",
+        "int8-qat": "int8",
+    }.get(cfg.quantize)
     if precision is None:  # 1-bit: counted when the signs are packed
         return
     report = model_size(model, precision)
+    if cfg.rules != "dcase2021":
+        stored = parameter_bytes(storage_tensors(model, precision))
+        v = verdict(get_rules(cfg.rules), model, cfg.frontend.duration, stored, report.nonzero_bytes)
+        status = "passes" if v.passes else "FAILS: " + "; ".join(v.reasons)
+        print(
+            f"rules {cfg.rules}: {v.params:,} parameters, {v.counted:,} {v.unit} counted, "
+            f"{v.macs_per_second:,} MACs per second at {precision}: {status}",
+            flush=True,
+        )
+        return
     if report.bytes > LIMIT_BYTES:
         note = head_note(model, report, n_classes) or ""
         print(
@@ -499,7 +515,7 @@ def ship_selected(
     )
     run.save_float_model(art)
     calibration = calibration_batches(splits.features, splits.rows(splits.train), norm.cpu(), cfg)
-    return run.ship(art, model, cfg.quantize, calibration)
+    return run.ship(art, model, cfg.quantize, calibration, cfg.rules)
 
 
 def calibration_batches(features: np.ndarray, rows: np.ndarray, norm: nn.Module, cfg: Config):

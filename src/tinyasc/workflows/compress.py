@@ -37,6 +37,7 @@ from tinyasc.compress.size import model_size
 from tinyasc.config import Config, ConfigError, config_from_dict, merge_config, parse_overrides, plain
 from tinyasc.data.dataset import prepare_splits
 from tinyasc.evaluate.run import evaluate_run
+from tinyasc.rules import get_rules
 from tinyasc.rundir import RunDir
 from tinyasc.storage import COMPRESS_STEPS, shipped_storage
 from tinyasc.train.run import calibration_batches, fit
@@ -57,6 +58,7 @@ class CompressOptions:
     lr: float | None = None  # fine-tune peak lr (default: a tenth of the source's)
     calibration_clips: int | None = None  # int8-ptq
     overrides: list[str] = field(default_factory=list)  # more config keys for the fine-tune
+    rules: str | None = None  # the edition whose verdict the new run carries (default: the source's)
 
 
 class CompressError(ValueError):
@@ -184,6 +186,12 @@ def compress_run(
         )
     trains = prune or step == "int8-qat" or (step == "binary" and not src_binary)
     _check_options(prune, step, trains, o)
+    rules = o.rules or src_cfg.rules
+    if prune and get_rules(rules).counting != "nonzero-bytes":
+        raise CompressError(
+            f"--method {method}: {rules} counts {get_rules(rules).counted_as}, so pruned zeros still count; "
+            "quantise instead, or train a narrower model"
+        )
 
     if out.exists():
         raise CompressError(
@@ -200,6 +208,7 @@ def compress_run(
 
     values = plain(src_cfg.to_dict())
     values["quantize"] = quantize
+    values["rules"] = rules
     record: dict = {
         "source": str(source.resolve()),
         "method": method,
@@ -293,4 +302,4 @@ def _post_training(cfg: Config, art: dict, model: torch.nn.Module, run: RunDir) 
             splits = prepare_splits(cfg.data, cfg.frontend)
             rows = splits.rows(splits.train)
             calibration = calibration_batches(splits.features, rows, artifact.normalizer_of(art), cfg)
-        run.ship(art, model, cfg.quantize, calibration)
+        run.ship(art, model, cfg.quantize, calibration, cfg.rules)
