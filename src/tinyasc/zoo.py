@@ -31,7 +31,7 @@ def model_row(name: str) -> dict:
     info = get_model_info(name)
     model = create_model(name)
     sizes = {p: model_size(model, p).bytes for p in ("float32", "float16", "int8")}
-    ships = sizes[info.ships_as]  # ships_as names a size precision
+    ships = sizes.get(info.ships_as) or model_size(model, info.ships_as).bytes  # a size precision
     return {
         "name": name,
         "family": info.family,
@@ -129,7 +129,7 @@ def format_table(rows: list[dict]) -> str:
     out.append(
         f"bytes: every stored value (BN statistics included) at float32; float16 with BN float32 (the Keras "
         f"baseline rule); int8 = per-channel int8 estimate (BN folded where a layer feeds it, float32 scales "
-        f"and biases). MACs: conv + linear layers for one 10 s clip (hooks). act. KB: peak activation memory of "
+        f"and biases). MACs: conv + linear layers for one clip of the input column (10 s; 1 s for cpmobile_dcase2024) (hooks). act. KB: peak activation memory of "
         f"one clip at float32 (compress/memory.py). fits: bytes at 'ships' <= "
         f"{LIMIT_BYTES:,}."
     )
