@@ -31,12 +31,14 @@ import torch
 from torch import nn
 
 from tinyasc.compress import binary, int8
+from tinyasc.compress.complexity import Verdict, parameter_bytes, verdict
 from tinyasc.compress.quantize import load_as_stored, quantize_float16
-from tinyasc.compress.size import SizeReport, count_tensors, example_input
+from tinyasc.compress.size import SizeReport, count_tensors, example_input, storage_tensors
 from tinyasc.config import FrontendConfig, plain
 from tinyasc.frontend import Normalizer
 from tinyasc.io import CheckpointError, load_checkpoint, save_checkpoint
 from tinyasc.models import create_model
+from tinyasc.rules import get_rules
 from tinyasc.storage import Storage, shipped_storage
 
 FORMAT = "tinyasc-model-1"
@@ -150,6 +152,8 @@ def stored_state(
         return {k: v.detach().cpu() for k, v in model.state_dict().items()}, {}
     if quantize == "float16":
         return quantize_float16(model), {}
+    if quantize == "float16-all":
+        return dict(storage_tensors(model, "float16-all")), {}
     if quantize == "int8":
         if calibration is None:
             raise ModelFileError("int8 post-training quantisation needs calibration clips")
@@ -178,6 +182,12 @@ def stored_artifact(
     if storage == Storage.FLOAT32 and art["storage"] == Storage.FLOAT32:
         return art, False  # the float32 model file is what ships
     state, extra = stored_state(model, quantize, calibration)
+    if "device_heads" in art:  # each device's head at the dtype its shared layer is stored in
+        if not storage.is_float:
+            raise ModelFileError(f"device heads ship at float32 or float16, not {storage}")
+        dh = art["device_heads"]
+        heads = {d: {k: t.to(state[k].dtype) for k, t in h.items()} for d, h in dh["heads"].items()}
+        extra["device_heads"] = dict(dh, heads=heads)
     return dict(art, storage=str(storage), state=state, **extra), True
 
 
@@ -198,6 +208,33 @@ class Ensemble(nn.Module):
             for net, norm in zip(self.nets, self.norms, strict=True)
         ]
         return torch.log(torch.stack(probs).mean(0).clamp_min(1e-12))
+
+
+class DeviceHeads(nn.Module):
+    """A shared model whose head (its last layers) is swapped for the recording device's own (DCASE 2025:
+    the device is known at test time). ``select(device)`` loads that device's head, or the shared one for
+    a device without a head (an unknown device falls back to the shared model)."""
+
+    def __init__(self, model: nn.Module, heads: dict[str, dict[str, torch.Tensor]]):
+        super().__init__()
+        self.model = model
+        self.n_mels, self.frames = model.n_mels, model.frames
+        params = dict(model.named_parameters())
+        names = sorted({k for h in heads.values() for k in h})
+        self.shared = {k: params[k].detach().clone() for k in names}
+        self.heads = {d: {k: t.float() for k, t in h.items()} for d, h in heads.items()}
+        self.selected = ""
+
+    @torch.no_grad()
+    def select(self, device: str) -> None:
+        head = self.heads.get(device, self.shared)
+        params = dict(self.model.named_parameters())
+        for k, t in head.items():
+            params[k].copy_(t)
+        self.selected = device if device in self.heads else ""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
 
 
 def new_ensemble(members: list[dict], names: list[str]) -> dict:
@@ -233,7 +270,8 @@ def load_stored(art: dict) -> nn.Module:
     model = build_float_model(art)
     storage, state = storage_of(art), art["state"]
     if storage.is_float:
-        return load_as_stored(model, state).eval()
+        model = load_as_stored(model, state).eval()
+        return DeviceHeads(model, art["device_heads"]["heads"]).eval() if "device_heads" in art else model
     if storage == Storage.BINARY:
         return load_as_stored(model, binary.unpack_binary(state, art["binary"])).eval()
     if storage == Storage.INT8:
@@ -242,6 +280,39 @@ def load_stored(art: dict) -> nn.Module:
     prepared = int8.prepare(model, example_input(model), qat=True)  # Storage.QAT
     prepared.load_state_dict(state)
     return prepared.eval()
+
+
+def float_architecture(art: dict) -> nn.Module:
+    """The float model of the file's architecture, an ensemble's members included, for counting its
+    parameters and MACs (a stored int8 or 1-bit layer holds no ``nn.Parameter`` to count)."""
+    if storage_of(art) == Storage.ENSEMBLE:
+        return Ensemble([(float_architecture(m), normalizer_of(m)) for m in art["members"]]).eval()
+    return build_float_model(art)
+
+
+def rules_verdict(art: dict, rules: str) -> Verdict:
+    """An edition's complexity verdict on a model file: as stored, at the clip length it was trained on."""
+    return verdict(
+        get_rules(rules),
+        float_architecture(art),
+        FrontendConfig(**art["frontend"]).duration,
+        parameter_bytes(stored_tensors(art)),
+        size_report(art).nonzero_bytes,
+        extra_params=sum(t.numel() for _, t in head_tensors(art)),
+    )
+
+
+def stored_tensors(art: dict) -> list[tuple[str, torch.Tensor]]:
+    """Every tensor the model file stores, by name (an ensemble's members prefixed ``m0.``, ``m1.``...)."""
+    if storage_of(art) == Storage.ENSEMBLE:
+        return [(f"m{i}.{k}", t) for i, m in enumerate(art["members"]) for k, t in stored_tensors(m)]
+    return list(art["state"].items()) + head_tensors(art)
+
+
+def head_tensors(art: dict) -> list[tuple[str, torch.Tensor]]:
+    """The device heads of a model file, named ``head[<device>].<parameter>`` ([] without heads)."""
+    heads = art.get("device_heads", {}).get("heads", {})
+    return [(f"head[{d}].{k}", t) for d, h in sorted(heads.items()) for k, t in h.items()]
 
 
 def size_report(art: dict) -> SizeReport:
@@ -260,7 +331,17 @@ def size_report(art: dict) -> SizeReport:
                 f"{part.nonzero_bytes:,} bytes"
             )
         return report
-    report = count_tensors(list(art["state"].items()), str(storage), BN_MODES[storage])
+    bn_mode = BN_MODES[storage]
+    floats = [t for t in art["state"].values() if t.is_floating_point()]
+    if storage == Storage.FLOAT16 and all(t.dtype == torch.float16 for t in floats):
+        bn_mode = "kept"  # quantize float16-all: batch norm float16 as well
+    report = count_tensors(list(art["state"].items()) + head_tensors(art), str(storage), bn_mode)
+    if "device_heads" in art:
+        heads = art["device_heads"]["heads"]
+        report.notes.append(
+            f"device heads for {', '.join(sorted(heads))} ({', '.join(art['device_heads']['layers'])}), "
+            "counted with the shared model; other devices use the shared head"
+        )
     if storage == Storage.BINARY:
         packed = set(art.get("binary", {}).get("layers", []))
         wide = [

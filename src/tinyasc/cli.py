@@ -11,6 +11,7 @@ import logging
 import sys
 
 from tinyasc import engine  # standard library only: safe before torch
+from tinyasc.rules import RULES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +66,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--per-class-device N a smaller test list",
     )
     s.add_argument("--reference", help="--evaluation: where to write the labels (default OUT.reference.csv)")
+    s.add_argument(
+        "--layout",
+        choices=["tau2020", "tau2022"],
+        default="tau2020",
+        help="tau2022: the 1-s snippets of the 2022-2025 editions (each clip cut into --duration snippets)",
+    )
     s.add_argument("--quiet", action="store_true")
+
+    s = sub.add_parser(
+        "tau2022", help="cut a TAU 2020 Mobile root (real or synthetic) into the 1-s layout of 2022-2025"
+    )
+    s.add_argument("source", help="a TAU 2020 Mobile development root")
+    s.add_argument("out", help="the 2022-layout root to write (resumable)")
+    s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--quiet", action="store_true")
+
+    s = sub.add_parser(
+        "subsets", help="write split_setup/split{5,10,25,50,100}.csv, the DCASE 2024 training subsets"
+    )
+    s.add_argument("root", help="a TAU root (2022 layout for the 2024 task)")
+    s.add_argument("--percent", type=int, nargs="*", default=None, help="default: 5 10 25 50 100")
+    s.add_argument("--seed", type=int, default=0)
 
     s = sub.add_parser("train", help="train a model from a YAML config plus key=value overrides")
     s.add_argument("config", help="YAML file (a diff against the defaults), e.g. configs/baseline.yaml")
@@ -158,7 +180,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, help="fine-tune epochs for prune, int8-qat, binary (default 10)")
     s.add_argument("--lr", type=float, help="fine-tune peak learning rate (default: the source's / 10)")
     s.add_argument("--calibration-clips", type=int, help="int8-ptq: training clips to calibrate on")
+    s.add_argument(
+        "--rules",
+        choices=list(RULES),
+        help="the edition the new run is checked against (default: the source's)",
+    )
     s.add_argument("--resume", action="store_true", help="continue an interrupted fine-tune")
+    s.add_argument("--no-evaluate", action="store_true", help="skip the evaluation on the evaluate split")
+    s.add_argument("--quiet", action="store_true")
+
+    s = sub.add_parser(
+        "device-heads",
+        help="DCASE 2025: fine-tune the model's head once per recording device; prediction picks the head "
+        "of each file's device (unknown devices: the shared model)",
+    )
+    s.add_argument("run", help="the trained source run (read only; float32 or float16)")
+    s.add_argument("--out", required=True, help="the new run directory (must not exist)")
+    s.add_argument(
+        "--devices", nargs="*", default=None, help="devices to give a head (default: every training device)"
+    )
+    s.add_argument(
+        "--head",
+        choices=["last", "after"],
+        default="last",
+        help="last: the last conv/linear layer and the layers after it (default); after: only the layers "
+        "after it (e.g. a final batch norm: a few parameters per class and device)",
+    )
+    s.add_argument("--epochs", type=int, default=10, help="fine-tune epochs per device (default 10)")
+    s.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 0.001)")
     s.add_argument("--no-evaluate", action="store_true", help="skip the evaluation on the evaluate split")
     s.add_argument("--quiet", action="store_true")
 
@@ -190,6 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=None, help="limit in bytes (default 128000)")
     s.add_argument(
         "--classes", type=int, default=10, help="a model name: build it for this many classes (default 10)"
+    )
+    s.add_argument(
+        "--rules",
+        choices=list(RULES),
+        default=None,
+        help="give this edition's verdict (parameters or bytes, MACs per second, clip length) "
+        "instead of the 2021 size table",
     )
     s.add_argument("--json", action="store_true")
 

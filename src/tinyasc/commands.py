@@ -9,21 +9,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
 import torch
 
 from tinyasc import artifact
+from tinyasc.compress.complexity import parameter_bytes, verdict
 from tinyasc.compress.macs import count_macs
 from tinyasc.compress.memory import activation_memory
-from tinyasc.compress.size import LIMIT_BYTES, head_note, model_size
-from tinyasc.config import ConfigError, load_config
+from tinyasc.compress.size import LIMIT_BYTES, head_note, model_size, storage_tensors
+from tinyasc.config import ConfigError, FrontendConfig, load_config
 from tinyasc.data.audio import AudioError
 from tinyasc.data.download import SETS, ZENODO, DownloadError, download
 from tinyasc.data.index import DataError, load_generic, load_tau, validation_split
 from tinyasc.data.synth import SynthSpec, write_corpus, write_evaluation_corpus
 from tinyasc.data.tau import evaluation_2021_files
+from tinyasc.data.tau2022 import SUBSETS, cut_2022, subset_path, write_subsets
 from tinyasc.engine import compute_threads
 from tinyasc.evaluate.calibration import calibrate_run
 from tinyasc.evaluate.compare import compare_rows, format_rows, size_accuracy_png
@@ -35,11 +38,13 @@ from tinyasc.evaluate.submission import SubmissionError, check_package, write_su
 from tinyasc.export import check_onnxruntime, export_c, export_onnx
 from tinyasc.io import CheckpointError, atomic_write_text
 from tinyasc.models import create_model, get_model_info
+from tinyasc.rules import get_rules
 from tinyasc.rundir import RunDir, temperature_of
 from tinyasc.train.run import fit
 from tinyasc.workflows.compress import CompressOptions, compress_run
 from tinyasc.workflows.crossval import crossval, format_summary
 from tinyasc.workflows.demo import run_demo
+from tinyasc.workflows.device_heads import device_heads
 from tinyasc.workflows.ensemble import make_ensemble
 from tinyasc.workflows.teachers import train_teachers
 from tinyasc.zoo import format_table, model_table
@@ -110,11 +115,35 @@ def cmd_synth(a) -> int:
             seed=a.seed,
             evaluate_fraction=a.evaluate_fraction,
         )
+    if a.layout == "tau2022":  # the 2020 corpus in a staging folder, cut as the organisers cut theirs
+        staging = Path(a.out) / ".tau2020"
+        write_corpus(staging, spec, workers=a.workers, progress=not a.quiet)
+        rec = cut_2022(staging, a.out, workers=a.workers, progress=not a.quiet)
+        shutil.rmtree(staging)
+        print(f"{a.out}: {rec['train']} train + {rec['evaluate']} evaluate 1-s files (2022 layout)")
+        return 0
     res = write_corpus(a.out, spec, workers=a.workers, progress=not a.quiet)
     print(
         f"{a.out}: {res['train']} train + {res['evaluate']} evaluate files from {res['segments']} segments "
         f"({res['written']} written now)"
     )
+    return 0
+
+
+def cmd_tau2022(a) -> int:
+    rec = cut_2022(a.source, a.out, workers=a.workers, progress=not a.quiet)
+    print(
+        f"{a.out}: {rec['snippets']:,} 1-s files from {rec['source_files']:,} ({rec['train']:,} train, "
+        f"{rec['evaluate']:,} evaluate)"
+    )
+    return 0
+
+
+def cmd_subsets(a) -> int:
+    sizes = write_subsets(a.root, tuple(a.percent or SUBSETS), a.seed)
+    total = sizes.get(100) or max(sizes.values())
+    for p, n in sizes.items():
+        print(f"{subset_path(a.root, p)}: {n:,} files ({100 * n / total:.1f}% of {total:,})")
     return 0
 
 
@@ -126,6 +155,8 @@ def cmd_train(a) -> int:
     print(
         f"trained {cfg.model.name}: selected epoch {res['best']['epoch']} ({chosen}); shipped {res['shipped']} in {a.run_dir}"
     )
+    if cfg.rules != "dcase2021":
+        print_verdict(RunDir(a.run_dir).size())
     if a.evaluate:
         return cmd_evaluate(argparse.Namespace(run_dir=a.run_dir, json=False, quiet=a.quiet))
     print(f"next: tinyasc evaluate {a.run_dir}")
@@ -141,8 +172,7 @@ def cmd_ensemble(a) -> int:
     if "evaluation" in rec:
         ev = rec["evaluation"]
         print(f"evaluate split: accuracy {100 * ev['accuracy']:.1f}%, log loss {ev['logloss']:.3f}")
-    print(f"{'PASS' if size['fits'] else 'FAIL'}: limit {size['limit_bytes']:,} bytes")
-    return 0 if size["fits"] else 1
+    return print_verdict(size)
 
 
 def cmd_crossval(a) -> int:
@@ -231,6 +261,7 @@ def cmd_compress(a) -> int:
         lr=a.lr,
         calibration_clips=a.calibration_clips,
         overrides=list(a.overrides),
+        rules=a.rules,
     )
     rec = compress_run(
         a.run, a.out, a.method, opts, resume=a.resume, evaluate=not a.no_evaluate, progress=not a.quiet
@@ -245,8 +276,41 @@ def cmd_compress(a) -> int:
     ev = rec.get("evaluation")
     if ev:
         print(f"evaluate split: accuracy {100 * ev['accuracy']:.1f}%, log loss {ev['logloss']:.3f}")
+    return print_verdict(size)
+
+
+def print_verdict(size: dict) -> int:
+    """The PASS / FAIL line of a run's size.json under its rules; the exit status it means."""
+    if "rules" in size:
+        v = size["rules"]
+        why = "" if v["passes"] else ": " + "; ".join(v["reasons"])
+        print(
+            f"{'PASS' if v['passes'] else 'FAIL'} {v['rules']}: {v['counted']:,} {v['unit']} (limit {v['limit']:,}), "
+            f"{v['macs_per_second']:,} MACs per second (limit {v['macs_limit'] or 0:,}){why}"
+        )
+        return 0 if v["passes"] else 1
     print(f"{'PASS' if size['fits'] else 'FAIL'}: limit {size['limit_bytes']:,} bytes")
     return 0 if size["fits"] else 1
+
+
+def cmd_device_heads(a) -> int:
+    if a.epochs < 1 or a.lr <= 0:
+        raise ConfigError(f"--epochs {a.epochs} --lr {a.lr}: need at least one epoch and a positive rate")
+    rec = device_heads(
+        a.run, a.out, a.devices, a.epochs, a.lr, evaluate=not a.no_evaluate, progress=not a.quiet, head=a.head
+    )
+    print(
+        f"{a.out}: heads for {', '.join(rec['devices'])} ({', '.join(rec['layers'])}, {rec['head_params']:,} "
+        f"parameters each) on the shared {Path(a.run).name}"
+    )
+    if "evaluation" in rec:
+        ev = rec["evaluation"]
+        line = f"evaluate split with device heads: accuracy {100 * ev['accuracy']:.1f}%, log loss {ev['logloss']:.3f}"
+        if "source_evaluation" in rec:
+            base = rec["source_evaluation"]
+            line += f" (shared model: {100 * base['accuracy']:.1f}%, {base['logloss']:.3f})"
+        print(line)
+    return print_verdict(RunDir(a.out).size())
 
 
 def cmd_export(a) -> int:
@@ -298,6 +362,15 @@ def cmd_size(a) -> int:
             "a registered model before training: every value counted (the figure of tinyasc models)"
         )
     report.limit = a.limit or LIMIT_BYTES
+    if a.rules:
+        if target.exists():
+            v = artifact.rules_verdict(art, a.rules)
+        else:
+            frontend = FrontendConfig(**get_model_info(a.target).frontend)
+            stored = parameter_bytes(storage_tensors(model, a.precision or get_model_info(a.target).ships_as))
+            v = verdict(get_rules(a.rules), model, frontend.duration, stored, report.nonzero_bytes)
+        print(json.dumps(v.to_dict(), indent=2) if a.json else v.table())
+        return 0 if v.passes else 1
     n_classes = a.classes if not target.exists() else len(art["classes"])
     note = head_note(model, report, n_classes)
     if note:
@@ -481,6 +554,9 @@ def run(args: argparse.Namespace) -> int:
 COMMANDS = {
     "index": cmd_index,
     "synth": cmd_synth,
+    "tau2022": cmd_tau2022,
+    "device-heads": cmd_device_heads,
+    "subsets": cmd_subsets,
     "train": cmd_train,
     "teachers": cmd_teachers,
     "crossval": cmd_crossval,

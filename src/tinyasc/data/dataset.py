@@ -13,6 +13,7 @@ import torch
 from tinyasc.config import DataConfig, FrontendConfig
 from tinyasc.data.cache import cached_features
 from tinyasc.data.index import Clip, ClipIndex, DataError, load_generic, load_tau, validation_split
+from tinyasc.data.tau2022 import read_subset
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,13 @@ class Splits:
 
 
 def training_clips(index: ClipIndex, data: DataConfig) -> list[Clip]:
-    """The training fold, restricted to ``data.train_devices`` when set."""
+    """The training fold, restricted to ``data.subset``'s files and ``data.train_devices`` when set."""
     clips = index.split("train")
+    if data.subset is not None:
+        keep = read_subset(index.root, data.subset)
+        clips = [c for c in clips if c.filename in keep]
+        if not clips:
+            raise DataError(f"data.subset={data.subset}: none of its files is in the training split")
     if data.train_devices:
         clips = [c for c in clips if c.device in set(data.train_devices)]
         if not clips:
@@ -75,17 +81,18 @@ def cached_clips(index: ClipIndex, data: DataConfig) -> list[Clip]:
 
 
 def fraction_split(clips: list[Clip], fraction: float, seed: int) -> tuple[list[Clip], list[Clip]]:
-    """A seeded share of each class's files for validation (files, not locations)."""
+    """A seeded share of each class's recordings for validation (files, or the 10-s files the 2022
+    layout's snippets were cut from, whole: not locations)."""
     rng = random.Random(seed)
-    by_class: dict = defaultdict(list)
+    by_class: dict = defaultdict(set)
     for c in clips:
-        by_class[c.scene].append(c.filename)
+        by_class[c.scene].add(c.recording)
     val: set[str] = set()
     for scene in sorted(by_class, key=str):
         names = sorted(by_class[scene])
         rng.shuffle(names)
         val.update(names[: int(round(fraction * len(names)))])
-    return [c for c in clips if c.filename not in val], [c for c in clips if c.filename in val]
+    return [c for c in clips if c.recording not in val], [c for c in clips if c.recording in val]
 
 
 def fold_split(clips: list[Clip], fold: str | None) -> tuple[list[Clip], list[Clip], str]:

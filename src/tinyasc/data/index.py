@@ -47,6 +47,15 @@ class Clip:
     fold: str | None = None  # a generic dataset's predefined fold
 
     @property
+    def recording(self) -> str:
+        """The file this clip is or was cut from: the 1-s snippets of one 10-s file of the 2022 layout
+        (segment ``<segment>-<snippet>``) share it, so that no split puts them on both sides."""
+        if "-" not in self.segment:
+            return self.filename
+        head, _snippet, device = self.filename.rsplit("-", 2)
+        return f"{head}-{device}"
+
+    @property
     def identifier(self) -> str:
         """Recording-location key (``city-location``); the file name when the location is unknown."""
         return f"{self.city}-{self.location}" if self.location else self.filename
@@ -135,7 +144,7 @@ def _tau_clip(path: Path, line: int, filename: str, label: str | None, split: st
             raise DataError(f"{path}:{line}: unknown scene {label!r}; expected one of {', '.join(SCENES)}")
         if label != name.scene:
             raise DataError(f"{path}:{line}: scene_label {label!r} disagrees with file name {filename!r}")
-    return Clip(filename, name.scene, name.city, name.location, name.segment, name.device, split)
+    return Clip(filename, name.scene, name.city, name.location, name.clip_segment, name.device, split)
 
 
 def load_tau(root: str | Path, check_audio: bool = True) -> ClipIndex:

@@ -2,6 +2,10 @@
 
 File names follow ``audio/<scene>-<city>-<location>-<segment>-<device>.wav`` (reference section 3).
 Files that share ``<scene>-<city>-<location>-<segment>`` are time-aligned parallel recordings.
+
+The 2022 Mobile release (the 2022-2025 editions) cuts every 10-s file into 1-s snippets named
+``audio/<scene>-<city>-<location>-<segment>-<snippet>-<device>.wav`` with ``snippet`` 0 to 9
+(``airport-barcelona-0-0-0-a.wav``, ``airport-barcelona-0-0-1-a.wav``, ...); ``data/tau2022.py`` makes it.
 """
 
 from __future__ import annotations
@@ -70,7 +74,8 @@ EVAL_ROOT_NAME = "TAU-urban-acoustic-scenes-2021-mobile-evaluation"
 
 _SCENE_ALT = "|".join(sorted(SCENES, key=len, reverse=True))
 _NAME_RE = re.compile(
-    rf"^(?P<scene>{_SCENE_ALT})-(?P<city>[a-z]+)-(?P<location>\d+)-(?P<segment>\d+)-(?P<device>[a-z]+\d*)$"
+    rf"^(?P<scene>{_SCENE_ALT})-(?P<city>[a-z]+)-(?P<location>\d+)-(?P<segment>\d+)"
+    rf"(?:-(?P<snippet>\d+))?-(?P<device>[a-z]+\d*)$"
 )
 
 
@@ -83,6 +88,18 @@ class ClipName:
     location: str
     segment: str
     device: str
+    snippet: str | None = None  # the 1-s piece of a 2022-layout file
+
+    @property
+    def clip_segment(self) -> str:
+        """The segment as the index keeps it: ``segment``, or ``segment-snippet`` in the 2022 layout, so
+        that the 1-s snippets of parallel recordings still share their key."""
+        return self.segment if self.snippet is None else f"{self.segment}-{self.snippet}"
+
+    @property
+    def recording(self) -> str:
+        """``scene-city-location-segment-device``: the 10-s recording a file is (or was cut from)."""
+        return f"{self.scene}-{self.city}-{self.location}-{self.segment}-{self.device}"
 
     @property
     def identifier(self) -> str:
@@ -92,7 +109,7 @@ class ClipName:
     @property
     def parallel_key(self) -> str:
         """``scene-city-location-segment``: shared by the parallel recordings of one segment."""
-        return f"{self.scene}-{self.city}-{self.location}-{self.segment}"
+        return f"{self.scene}-{self.city}-{self.location}-{self.clip_segment}"
 
 
 class FileNameError(ValueError):
@@ -100,7 +117,7 @@ class FileNameError(ValueError):
 
 
 def parse_filename(filename: str) -> ClipName:
-    """Parse ``[audio/]<scene>-<city>-<location>-<segment>-<device>.wav``.
+    """Parse ``[audio/]<scene>-<city>-<location>-<segment>[-<snippet>]-<device>.wav``.
 
     Raises FileNameError naming the file and what was expected for an unknown scene, city or device.
     """
@@ -113,8 +130,8 @@ def parse_filename(filename: str) -> ClipName:
                 f"{filename!r}: unknown scene in file name; expected one of {', '.join(SCENES)}"
             )
         raise FileNameError(
-            f"{filename!r}: expected '<scene>-<city>-<location>-<segment>-<device>.wav' "
-            "with numeric location and segment"
+            f"{filename!r}: expected '<scene>-<city>-<location>-<segment>[-<snippet>]-<device>.wav' "
+            "with numeric location, segment and snippet"
         )
     name = ClipName(**m.groupdict())
     if name.city not in CITIES:

@@ -24,8 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tinyasc.artifact import DeviceHeads
 from tinyasc.config import FrontendConfig
 from tinyasc.data.audio import AudioError, audio_info, resample
+from tinyasc.data.tau import FileNameError, parse_filename
 from tinyasc.evaluate.predict import LoadedModel
 from tinyasc.frontend import LogMel
 from tinyasc.procs import worker_pool
@@ -310,6 +312,14 @@ def predict_files(
     return results
 
 
+def device_of(path: str) -> str:
+    """The recording device a TAU file name states ("" for any other name: the shared head)."""
+    try:
+        return parse_filename(path).device
+    except FileNameError:
+        return ""
+
+
 @torch.no_grad()
 def _run_model(lm: LoadedModel, batch: list, temperature: float, probs_of: dict) -> None:
     batch = [(res, part) for res, part in batch if res.error is None]
@@ -317,7 +327,16 @@ def _run_model(lm: LoadedModel, batch: list, temperature: float, probs_of: dict)
         return
     t0 = time.perf_counter()
     x = torch.from_numpy(np.concatenate([part.features for _, part in batch]))
-    logits = lm.model(lm.norm(x)).double() / temperature
+    if isinstance(lm.model, DeviceHeads):  # each file with its recording device's head
+        devices = np.array([device_of(res.path) for res, part in batch for _ in part.starts])
+        logits = torch.empty(len(x), len(lm.classes), dtype=torch.float64)
+        for device in sorted(set(devices)):
+            pos = torch.from_numpy(np.flatnonzero(devices == device))
+            lm.model.select(device)
+            logits[pos] = lm.model(lm.norm(x[pos])).double() / temperature
+        lm.model.select("")
+    else:
+        logits = lm.model(lm.norm(x)).double() / temperature
     probs = torch.softmax(logits, dim=1).numpy()
     share = (time.perf_counter() - t0) / len(batch)
     i = 0

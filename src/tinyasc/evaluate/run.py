@@ -38,7 +38,8 @@ def evaluate_run(run_dir: str | Path, progress: bool = False) -> dict:
     cached = cached_clips(index, cfg.data)
     paths = [index.path(c) for c in cached]
     feats = cached_features(lm.frontend, paths, cfg.data.cache_dir, cfg.data.workers, progress)
-    logits = feature_logits(lm, feats, np.arange(len(cached) - len(clips), len(cached)))
+    rows = np.arange(len(cached) - len(clips), len(cached))
+    logits = feature_logits(lm, feats, rows, devices=[c.device for c in clips])
     temperature = run.temperature
     probs = softmax(logits, temperature)
     y = np.array([lm.classes.index(c.scene) for c in clips])
