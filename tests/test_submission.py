@@ -154,6 +154,10 @@ def test_label_meta_and_size_rules():
     for bad in ("Doe_TA_task1b_1", "Doe_TA_task1a_5", "Doe_task1a_1"):
         assert check_label(bad)
     assert check_size({"nonzero_bytes": 128001}) and not check_size({"nonzero_bytes": 128000})
+    # from 2022 the run's rules decide: 2021's non-zero bytes no longer count
+    over = {"rules": "dcase2022", "reasons": ["200,000 parameters counted, over the limit of 128,000"]}
+    assert check_size({"nonzero_bytes": 64_000, "rules": over}) == [f"dcase2022: {over['reasons'][0]}"]
+    assert check_size({"nonzero_bytes": 500_000, "rules": {"rules": "dcase2024", "reasons": []}}) == []
     from tinyasc.evaluate.submission import build_meta
 
     metrics = {

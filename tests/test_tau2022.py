@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from tests.conftest import REAL_SETUP
 from tinyasc import artifact
 from tinyasc.cli import main
 from tinyasc.data.index import DataError, load_tau
@@ -196,3 +197,15 @@ def test_device_heads_refuse_what_they_cannot_do(heads_run, tmp_path, capsys):
         head_parameter_names(
             artifact.float_architecture(artifact.load(RunDir(shared).float_model_path)), "after"
         )
+
+
+def test_subsets_of_the_real_fold1_training_list():
+    # the real fold1_train.csv (13,962 files) as the 2022 layout names it: 139,620 snippets
+    rows = (REAL_SETUP / "fold1_train.csv").read_text().splitlines()[1:]
+    files = [snippet_name(r.split("\t")[0], k) for r in rows for k in range(10)]
+    sizes = [len(subset_files(files, p)) for p in (5, 10, 25, 50, 100)]
+    assert sizes == [6_980, 13_960, 34_910, 69_810, 139_620]
+    # the organisers' split25.csv holds 34,900 snippets, 25,520 of device A (as public code reading the
+    # released file states): ours is within 0.1% in size and 0.5% in device A's count
+    a = sum(parse_filename(f).device == "a" for f in subset_files(files, 25))
+    assert abs(sizes[2] - 34_900) <= 35 and abs(a - 25_520) <= 130

@@ -6,8 +6,8 @@ Mobile into ten 1-s files, ``<scene>-<city>-<location>-<segment>-<snippet>-<devi
 ``snippet`` 0-9 (the k-th second), kept the fold-1 split (a file's snippets go where the file went) and
 the meta.csv columns (filename, scene_label, identifier = city-location, source_label = device).
 ``cut_2022`` does the same from any 2020-layout root, real or synthetic, keeping each file's sample rate
-and sample format. The released package has 230,350 files, 50 fewer than ten per 2020 file: which
-snippets it lacks is not documented, so a cut of the real 2020 audio has those 50 more.
+and sample format. The released package has 230,350 files: ten for each of the 23,035 rows of the 2020
+meta.csv (13,962 x 10 = 139,620 training and 2,968 x 10 = 29,680 test snippets in fold 1).
 
 **The 2024 subsets** (``split5.csv`` ... ``split100.csv``, a ``filename`` column): the organisers
 published them as files of the 2024 baseline's release, which cannot be fetched here. ``write_subsets``

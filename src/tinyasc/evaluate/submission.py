@@ -211,6 +211,10 @@ def check_meta(meta, label: str) -> Findings:
 
 
 def check_size(size: dict) -> list[str]:
+    """The run's size against its edition's rules (size.json "rules", from 2022), else the 2021 limit."""
+    if "rules" in size:
+        v = size["rules"]
+        return [f"{v['rules']}: {r}" for r in v["reasons"]]
     if size["nonzero_bytes"] > LIMIT_BYTES:
         return [f"model size {size['nonzero_bytes']:,} bytes of non-zero parameters exceeds {LIMIT_BYTES:,}"]
     return []
