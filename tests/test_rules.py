@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -89,3 +91,13 @@ def test_parameter_bytes_leave_out_running_statistics():
     bn = torch.nn.BatchNorm2d(4)
     tensors = list(bn.state_dict().items())
     assert parameter_bytes(tensors) == 2 * 4 * 4  # weight and bias at float32
+
+
+def test_models_table_under_an_editions_rules(capsys):
+    assert main(["models", "--rules", "dcase2022", "cpmobile_dcase2024", "cpresnet_c20", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["cpmobile_dcase2024"]["passes"] and rows["cpmobile_dcase2024"]["input"] == [256, 65]
+    cp = rows["cpresnet_c20"]  # built for 1 s (44 frames): 31,041,020 MACs, over the 30 M limit
+    assert cp["input"] == [256, 44] and cp["macs"] == 31_041_020 and not cp["passes"]
+    assert main(["models", "--rules", "dcase2024", "cpresnet_c20"]) == 0
+    assert "FAIL (MACs)" in capsys.readouterr().out

@@ -16,7 +16,8 @@ from tinyasc.rules import RULES
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="tinyasc", description="Low-complexity acoustic scene classification (DCASE 2021 Task 1A)"
+        prog="tinyasc",
+        description="Low-complexity acoustic scene classification (DCASE 2021 Task 1A; the 2022-2025 rules with --rules)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = p.add_subparsers(dest="command", required=True)
@@ -253,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
         "models", help="every registered model: parameters, bytes at float32/float16/int8, MACs, fit"
     )
     s.add_argument("names", nargs="*", help="only these models (default: all)")
+    s.add_argument(
+        "--rules",
+        choices=list(RULES),
+        default=None,
+        help="each model built for this edition's clip length, with its parameters, MACs per second and verdict",
+    )
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("predict", help="predict scenes of any audio files, folders or list files")

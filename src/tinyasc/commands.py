@@ -47,7 +47,7 @@ from tinyasc.workflows.demo import run_demo
 from tinyasc.workflows.device_heads import device_heads
 from tinyasc.workflows.ensemble import make_ensemble
 from tinyasc.workflows.teachers import train_teachers
-from tinyasc.zoo import format_table, model_table
+from tinyasc.zoo import format_rules_table, format_table, model_table, rules_rows
 
 
 def _print_index(summary: dict) -> None:
@@ -390,6 +390,10 @@ def cmd_size(a) -> int:
 
 
 def cmd_models(a) -> int:
+    if a.rules:
+        rows = rules_rows(a.rules, a.names or None)
+        print(json.dumps(rows, indent=2) if a.json else format_rules_table(rows))
+        return 0
     rows = model_table(a.names or None)
     if a.json:
         print(json.dumps(rows, indent=2))

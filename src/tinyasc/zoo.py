@@ -17,12 +17,15 @@ import torch
 
 from tinyasc import models
 from tinyasc.compress import macs, memory, size
+from tinyasc.compress.complexity import parameter_bytes, verdict
 from tinyasc.compress.macs import count_macs
 from tinyasc.compress.memory import activation_memory
 from tinyasc.compress.size import LIMIT_BYTES, model_size
+from tinyasc.config import FrontendConfig
 from tinyasc.data.cache import default_cache_dir
 from tinyasc.io import atomic_write_json
 from tinyasc.models import create_model, get_model_info, list_models
+from tinyasc.rules import get_rules
 
 log = logging.getLogger(__name__)
 
@@ -133,4 +136,67 @@ def format_table(rows: list[dict]) -> str:
         f"one clip at float32 (compress/memory.py). fits: bytes at 'ships' <= "
         f"{LIMIT_BYTES:,}."
     )
+    return "\n".join(out)
+
+
+def rules_rows(rules_name: str, names: list[str] | None = None) -> list[dict]:
+    """Every model (or ``names``) built for the edition's clip length and judged by its rules: the
+    parameters and MACs as torchinfo counts them, memory at the precision the model ships in."""
+    rules = get_rules(rules_name)
+    rows = []
+    for name in names or list_models():
+        info = get_model_info(name)
+        fe = FrontendConfig(**{**info.frontend, "duration": rules.clip_seconds})
+        model = create_model(name, frames=fe.n_frames)
+        tensors = size.storage_tensors(model, info.ships_as)
+        v = verdict(
+            rules,
+            model,
+            fe.duration,
+            parameter_bytes(tensors),
+            model_size(model, info.ships_as).nonzero_bytes,
+        )
+        rows.append(
+            {"name": name, "role": info.role, "input": [fe.n_mels, fe.n_frames], "ships_as": info.ships_as}
+            | v.to_dict()
+        )
+    return rows
+
+
+def format_rules_table(rows: list[dict]) -> str:
+    head = ("model", "role", "input", "params", "counted", "MMACs/s", "ships", "verdict")
+    lines = [head]
+    for r in rows:
+        why = ", ".join("MACs" if "MACs" in x else "memory" if "counted" in x else "clip" for x in r["reasons"])
+        lines.append(
+            (
+                r["name"],
+                r["role"],
+                f"{r['input'][0]}x{r['input'][1]}",
+                f"{r['params']:,}",
+                f"{r['counted']:,} {'B' if r['unit'] == 'bytes' else 'p'}",
+                f"{r['macs_per_second'] / 1e6:,.1f}",
+                r["ships_as"],
+                "PASS" if r["passes"] else f"FAIL ({why})",
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    out = []
+    for k, line in enumerate(lines):
+        cells = [
+            c.ljust(w) if i in (0, 1, 2, 6, 7) else c.rjust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        ]
+        out.append("  ".join(cells).rstrip())
+        if k == 0:
+            out.append("  ".join("-" * w for w in widths))
+    r = get_rules(rows[0]["rules"]) if rows else None
+    if r is not None:
+        macs = f"{r.macs_per_second:,}" if r.macs_per_second else "no limit"
+        out += [
+            "",
+            f"{r.name}: each model built for {r.clip_seconds:g}-s clips; counted: {r.counted_as} "
+            f"(p: parameters, B: bytes; limit {r.limit:,}); MACs per second as torchinfo counts them "
+            f"(limit {macs}).",
+        ]
     return "\n".join(out)
