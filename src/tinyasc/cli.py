@@ -207,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="last: the last conv/linear layer and the layers after it (default); after: only the layers "
         "after it (e.g. a final batch norm: a few parameters per class and device)",
     )
+    s.add_argument(
+        "--rules",
+        choices=list(RULES),
+        help="the edition the new run is checked against (default: the source's)",
+    )
     s.add_argument("--epochs", type=int, default=10, help="fine-tune epochs per device (default 10)")
     s.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 0.001)")
     s.add_argument("--no-evaluate", action="store_true", help="skip the evaluation on the evaluate split")

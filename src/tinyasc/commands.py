@@ -297,7 +297,15 @@ def cmd_device_heads(a) -> int:
     if a.epochs < 1 or a.lr <= 0:
         raise ConfigError(f"--epochs {a.epochs} --lr {a.lr}: need at least one epoch and a positive rate")
     rec = device_heads(
-        a.run, a.out, a.devices, a.epochs, a.lr, evaluate=not a.no_evaluate, progress=not a.quiet, head=a.head
+        a.run,
+        a.out,
+        a.devices,
+        a.epochs,
+        a.lr,
+        evaluate=not a.no_evaluate,
+        progress=not a.quiet,
+        head=a.head,
+        rules=a.rules,
     )
     print(
         f"{a.out}: heads for {', '.join(rec['devices'])} ({', '.join(rec['layers'])}, {rec['head_params']:,} "

@@ -167,7 +167,9 @@ def format_rules_table(rows: list[dict]) -> str:
     head = ("model", "role", "input", "params", "counted", "MMACs/s", "ships", "verdict")
     lines = [head]
     for r in rows:
-        why = ", ".join("MACs" if "MACs" in x else "memory" if "counted" in x else "clip" for x in r["reasons"])
+        why = ", ".join(
+            "MACs" if "MACs" in x else "memory" if "counted" in x else "clip" for x in r["reasons"]
+        )
         lines.append(
             (
                 r["name"],

@@ -300,7 +300,8 @@ def init_weights_from(model: nn.Module, cfg: Config, params: dict) -> None:
 
 def warn_over_budget(model: nn.Module, cfg: Config, n_classes: int) -> None:
     """Say before training when the model as it will ship is over the 128,000-byte limit for this many
-    classes, and what its classifier head costs (the part that grows with the classes)."""
+    classes, and what its classifier head costs (the part that grows with the classes); under the rules
+    of 2022 and later, the edition's verdict on the model as it will ship, always."""
     precision = {
         "float32": "float32",
         "float16": "float16",
@@ -315,6 +316,12 @@ def warn_over_budget(model: nn.Module, cfg: Config, n_classes: int) -> None:
         stored = parameter_bytes(storage_tensors(model, precision))
         v = verdict(get_rules(cfg.rules), model, cfg.frontend.duration, stored, report.nonzero_bytes)
         status = "passes" if v.passes else "FAILS: " + "; ".join(v.reasons)
+        subsets = get_rules(cfg.rules).subsets
+        if subsets and cfg.data.subset not in subsets:
+            status += (
+                f"; note: {cfg.rules} trains on the subsets {', '.join(f'{p}%' for p in subsets)} of the "
+                f"training split (data.subset), this run on {cfg.data.subset or 'all of it'}"
+            )
         print(
             f"rules {cfg.rules}: {v.params:,} parameters, {v.counted:,} {v.unit} counted, "
             f"{v.macs_per_second:,} MACs per second at {precision}: {status}",

@@ -13,6 +13,7 @@ split is never used for fine-tuning.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -95,6 +96,7 @@ def device_heads(
     evaluate: bool = True,
     progress: bool = True,
     head: str = "last",
+    rules: str | None = None,
 ) -> dict:
     """Write the run ``out``: the source run's model plus one fine-tuned head per device."""
     src, out = RunDir(source), Path(out)
@@ -105,6 +107,8 @@ def device_heads(
             f"{out}: exists already; choose a new folder (the source run is never changed)"
         )
     cfg = src.config()
+    if rules is not None:  # the edition the new run is checked against (default: the source's)
+        cfg = dataclasses.replace(cfg, rules=rules)
     if cfg.quantize not in ("float32", "float16", "float16-all"):
         raise DeviceHeadsError(
             f"{source}: ships {cfg.quantize}; device heads ship at float32 or float16 (compress after is not supported)"
