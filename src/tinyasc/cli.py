@@ -247,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--classes", type=int, default=10, help="a model name: build it for this many classes (default 10)"
     )
     s.add_argument(
+        "--fit-bytes",
+        type=int,
+        default=None,
+        help="a model name: scale its widths to the widest that stores at most this many bytes for --classes "
+        "(at --precision, default what it ships as); prints the model.params to train it with",
+    )
+    s.add_argument(
         "--rules",
         choices=list(RULES),
         default=None,

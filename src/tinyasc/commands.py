@@ -47,7 +47,7 @@ from tinyasc.workflows.demo import run_demo
 from tinyasc.workflows.device_heads import device_heads
 from tinyasc.workflows.ensemble import make_ensemble
 from tinyasc.workflows.teachers import train_teachers
-from tinyasc.zoo import format_rules_table, format_table, model_table, rules_rows
+from tinyasc.zoo import fit_width, format_rules_table, format_table, model_table, rules_rows
 
 
 def _print_index(summary: dict) -> None:
@@ -344,6 +344,8 @@ def cmd_export(a) -> int:
 
 def cmd_size(a) -> int:
     target = Path(a.target)
+    if a.fit_bytes and target.exists():
+        raise ConfigError("--fit-bytes: give a registered model name (a trained model's widths are fixed)")
     if target.exists():
         path = target
         if target.is_dir():
@@ -365,10 +367,14 @@ def cmd_size(a) -> int:
         get_model_info(a.target)
         if a.classes < 1:
             raise ConfigError(f"--classes {a.classes}: need at least one class")
-        model = create_model(a.target, n_classes=a.classes)
-        report = model_size(model, a.precision or "float16").dense(
-            "a registered model before training: every value counted (the figure of tinyasc models)"
-        )
+        params = {}
+        if a.fit_bytes:  # the widths for this many classes that store at most --fit-bytes
+            params, _ = fit_width(a.target, a.classes, a.fit_bytes, a.precision)
+            print(f"model.params={json.dumps(params)} fits {a.fit_bytes:,} bytes for {a.classes} classes")
+        model = create_model(a.target, n_classes=a.classes, **params)
+        report = model_size(
+            model, a.precision or ("float16" if not a.fit_bytes else get_model_info(a.target).ships_as)
+        ).dense("a registered model before training: every value counted (the figure of tinyasc models)")
     report.limit = a.limit or LIMIT_BYTES
     if a.rules:
         if target.exists():

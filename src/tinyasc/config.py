@@ -117,6 +117,9 @@ class DataConfig:
 class ModelConfig:
     name: str = "dcase2021_baseline"
     params: dict = field(default_factory=dict)
+    # the widest version of the model (its widths scaled by one factor) that stores at most this many
+    # bytes at the shipped precision for the dataset's class count, chosen before training
+    fit_bytes: int | None = at_least(1, None)
 
 
 @dataclass(frozen=True)
@@ -373,6 +376,10 @@ def _cross_checks(cfg: Config) -> None:
                 f"epoch {reached}, after the last epoch {t.epochs}; shorten prune.ramp_epochs or train longer"
             )
     binary = bool(cfg.model.params.get("binary", False))
+    if cfg.model.fit_bytes is not None and binary:
+        raise ConfigError(
+            "model.fit_bytes: widths are fitted for float16, float32 and int8 storage, not 1-bit"
+        )
     if cfg.quantize == "binary" and not binary:
         raise ConfigError("quantize=binary needs a 1-bit model: set model.params={binary: true}")
     if binary and cfg.quantize in ("int8", "int8-qat"):

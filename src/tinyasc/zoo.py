@@ -202,3 +202,42 @@ def format_rules_table(rows: list[dict]) -> str:
             f"(limit {macs}).",
         ]
     return "\n".join(out)
+
+
+def fit_width(
+    name: str, n_classes: int, limit: int, precision: str | None = None, params: dict | None = None
+):
+    """``(model.params, bytes)`` of the widest version of ``name`` (its widths scaled by one factor) that
+    stores at most ``limit`` bytes at ``precision`` (default: what it ships as) for ``n_classes``.
+
+    The classifier grows with the classes, so a budget variant for many classes may need narrower
+    layers. Every distinct width set of scales 0.10, 0.12, ... 3.00 (widths rounded to multiples of 4)
+    is built and counted dense as it would ship before training; the one storing the most bytes within
+    the limit wins (the bytes do not grow strictly with the scale once widths are rounded)."""
+    info = get_model_info(name)
+    if info.scale is None:
+        raise ValueError(f"model {name!r}: no width to scale; choose a variant with `tinyasc size NAME`")
+    precision = precision or info.ships_as
+    candidates: dict[str, dict] = {}
+    for i in range(10, 301, 2):
+        scaled = info.scale(i / 100)
+        p = {**(params or {}), **scaled}
+        candidates.setdefault(json.dumps(p, sort_keys=True, default=list), p)
+    best, smallest = None, None
+    for p in candidates.values():
+        try:
+            model = create_model(name, n_classes=n_classes, **p)
+        except ValueError:
+            continue  # a width the architecture refuses (e.g. too narrow for its groups)
+        nbytes = model_size(model, precision).bytes
+        smallest = nbytes if smallest is None else min(smallest, nbytes)
+        if nbytes <= limit and (best is None or nbytes > best[1]):
+            best = (p, nbytes)
+    if best is None:
+        raise ValueError(
+            f"model {name!r} for {n_classes} classes does not fit {limit:,} bytes at {precision} even at "
+            f"its narrowest ({smallest:,} bytes)"
+            if smallest
+            else f"model {name!r}: no width builds"
+        )
+    return best

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tinyasc.models.layers import scale_widths
 from tinyasc.models.registry import check_input, register_model
 
 
@@ -82,6 +83,7 @@ class BaselineCNN(nn.Module):
     description="DCASE 2021 Task 1A baseline CNN (the reference point)",
     family="BaselineCNN",
     role="reference",
+    scale=lambda s: scale_widths(BaselineCNN, {}, s),
 )
 def dcase2021_baseline(n_classes: int = 10, **params) -> nn.Module:
     return BaselineCNN(n_classes=n_classes, **params)

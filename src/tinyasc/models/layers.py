@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -65,6 +67,34 @@ def _frames(frontend: dict) -> int:
     return FrontendConfig(**frontend).n_frames
 
 
+WIDTH_KEYS = ("width", "widths", "stem", "base", "last", "filters", "dense", "setting")
+
+
+def scale_widths(family, preset: dict, s: float, multiple: int = 4) -> dict:
+    """``preset`` with every width of ``family`` (its ``WIDTH_KEYS`` arguments, from the preset or the
+    constructor's defaults; the channels of a MobileNet ``setting``) times ``s``, rounded to a multiple
+    of ``multiple`` (at least ``multiple``): groups and four-branch modules need such widths."""
+    defaults = {
+        k: p.default
+        for k, p in inspect.signature(family.__init__).parameters.items()
+        if k in WIDTH_KEYS and p.default is not inspect.Parameter.empty
+    }
+    values = {**defaults, **{k: v for k, v in preset.items() if k in WIDTH_KEYS}}
+
+    def sc(v: int) -> int:
+        return max(multiple, int(round(v * s / multiple)) * multiple)
+
+    out = dict(preset)
+    for k, v in values.items():
+        if k == "setting":  # MobileNet stages (t, channels, repeats, stride)
+            out[k] = tuple((t, sc(c), n, st) for t, c, n, st in v)
+        elif isinstance(v, tuple | list):
+            out[k] = tuple(sc(x) for x in v)
+        else:
+            out[k] = sc(v)
+    return out
+
+
 def register_variants(family, variants: dict, frontend: dict, description: str) -> None:
     """Register ``{name: (params, ships_as, role)}`` builders of ``family(n_classes, **params)``."""
     for name, (params, ships_as, role) in variants.items():
@@ -82,4 +112,5 @@ def register_variants(family, variants: dict, frontend: dict, description: str) 
             frontend=frontend,
             family=family.__name__,
             role=role,
+            scale=lambda s, _p=params: scale_widths(family, _p, s),
         )(builder)

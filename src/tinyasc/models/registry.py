@@ -21,6 +21,8 @@ class ModelInfo:
     frontend: dict  # FrontendConfig overrides the variant was designed for ({} = the baseline's)
     family: str  # the architecture family (class name)
     role: str  # "budget" (fits 128 KB as it ships), "prune" (fits after pruning), "teacher", "reference"
+    # model.params of the variant with every width scaled by a factor (``zoo.fit_width``); None: no knob
+    scale: Callable[[float], dict] | None = None
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -35,8 +37,10 @@ def register_model(
     frontend: dict | None = None,
     family: str = "",
     role: str = "budget",
+    scale: Callable[[float], dict] | None = None,
 ):
-    """Decorator: register ``builder(n_classes=10, **params) -> nn.Module`` under ``name``."""
+    """Decorator: register ``builder(n_classes=10, **params) -> nn.Module`` under ``name``; ``scale(s)``
+    gives the ``model.params`` of the variant with its widths times ``s``."""
 
     def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
@@ -46,7 +50,7 @@ def register_model(
         if (given.n_mels, given.n_frames) != (n_mels, frames):
             raise ValueError(f"model {name!r}: frontend {fe} does not give {n_mels} x {frames}")
         _REGISTRY[name] = ModelInfo(
-            name, builder, n_mels, frames, description, ships_as, fe, family or name, role
+            name, builder, n_mels, frames, description, ships_as, fe, family or name, role, scale
         )
         return builder
 

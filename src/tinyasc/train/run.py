@@ -39,6 +39,7 @@ from tinyasc.train.hooks import QuantizationAware, hook_states, load_hook_states
 from tinyasc.train.loop import loss_and_accuracy, predict_logits, train_one_epoch
 from tinyasc.train.recipe import BatchRecipe
 from tinyasc.train.trackers import make_trackers
+from tinyasc.zoo import fit_width
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
         train_y, val_y = splits.labels(splits.train), splits.labels(splits.val)
         norm = fold_normalizer(splits, cfg.frontend.n_mels).to(device)
 
+        params = fitted_params(cfg, params, len(splits.index.classes), progress)  # model.fit_bytes
         model = artifact.build_model(cfg.model.name, len(splits.index.classes), params)
         if progress:
             warn_over_budget(model, cfg, len(splits.index.classes))
@@ -298,17 +300,38 @@ def init_weights_from(model: nn.Module, cfg: Config, params: dict) -> None:
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in art["state"].items()})
 
 
+SIZE_PRECISION = {
+    "float32": "float32",
+    "float16": "float16",
+    "float16-all": "float16-all",
+    "int8": "int8",
+    "int8-qat": "int8",
+}
+
+
+def fitted_params(cfg: Config, params: dict, n_classes: int, progress: bool) -> dict:
+    """``params`` with the widths that fit ``model.fit_bytes`` at the shipped precision for this many
+    classes (``zoo.fit_width``), or unchanged when no byte target is set."""
+    if cfg.model.fit_bytes is None:
+        return params
+    fitted, nbytes = fit_width(
+        cfg.model.name, n_classes, cfg.model.fit_bytes, SIZE_PRECISION[cfg.quantize], params
+    )
+    if progress:
+        widths = {k: v for k, v in fitted.items() if params.get(k) != v}
+        print(
+            f"model.fit_bytes={cfg.model.fit_bytes:,}: {cfg.model.name} for {n_classes} classes with {widths} "
+            f"stores {nbytes:,} bytes at {SIZE_PRECISION[cfg.quantize]}",
+            flush=True,
+        )
+    return fitted
+
+
 def warn_over_budget(model: nn.Module, cfg: Config, n_classes: int) -> None:
     """Say before training when the model as it will ship is over the 128,000-byte limit for this many
     classes, and what its classifier head costs (the part that grows with the classes); under the rules
     of 2022 and later, the edition's verdict on the model as it will ship, always."""
-    precision = {
-        "float32": "float32",
-        "float16": "float16",
-        "float16-all": "float16-all",
-        "int8": "int8",
-        "int8-qat": "int8",
-    }.get(cfg.quantize)
+    precision = SIZE_PRECISION.get(cfg.quantize)
     if precision is None:  # 1-bit: counted when the signs are packed
         return
     report = model_size(model, precision)
@@ -332,8 +355,9 @@ def warn_over_budget(model: nn.Module, cfg: Config, n_classes: int) -> None:
         note = head_note(model, report, n_classes) or ""
         print(
             f"note: {cfg.model.name} for {n_classes} classes stores {report.bytes:,} bytes at {precision} "
-            f"(dense), over the {LIMIT_BYTES:,}-byte limit; {note}. Prune or quantise it after training "
-            "(tinyasc compress --target-bytes 128000) or choose a smaller variant (tinyasc size NAME --classes N)",
+            f"(dense), over the {LIMIT_BYTES:,}-byte limit; {note}. Set model.fit_bytes=128000 to narrow it "
+            "before training, prune or quantise it after training (tinyasc compress --target-bytes 128000), or "
+            "choose a smaller variant (tinyasc size NAME --classes N)",
             flush=True,
         )
 
