@@ -85,3 +85,52 @@ def test_a_file_streams_in_real_time(trained_run, tmp_path):
     assert proc.returncode == 0, proc.stderr.decode()
     assert time.perf_counter() - t0 >= 11.0  # paced at the recording's own speed
     assert len(proc.stdout.decode().splitlines()) == 1 + 2  # windows ending at 10 and 11 s
+
+
+@pytest.mark.parametrize(
+    "frontend",
+    [
+        {},  # the baseline: 500 of 501 frames, hop 882, reflect padding
+        {
+            "n_fft": 2048,
+            "win_length": 2048,
+            "hop_length": 1024,
+            "window": "hann",
+            "n_mels": 256,
+            "trim_frames": 0,
+        },
+        {"duration": 1.0, "trim_frames": 0, "pad_mode": "constant"},
+    ],
+)
+def test_the_sliding_log_mel_equals_the_whole_window(frontend):
+    import torch
+
+    from tinyasc.config import FrontendConfig
+    from tinyasc.frontend import LogMel, SlidingLogMel
+
+    fe = FrontendConfig(**frontend)
+    logmel = LogMel(fe)
+    hop = fe.hop_length * max(1, fe.n_frames // 10)
+    assert SlidingLogMel.usable(fe, fe.clip_samples, hop)
+    assert not SlidingLogMel.usable(fe, fe.clip_samples, hop + 1)  # not a multiple of the frontend hop
+    assert not SlidingLogMel.usable(fe, fe.clip_samples - 1, hop)  # a window shorter than the clip
+    sliding = SlidingLogMel(logmel, hop)
+    x = torch.from_numpy(
+        np.random.default_rng(0).standard_normal(fe.clip_samples + 4 * hop).astype(np.float32)
+    )
+    for t in range(5):
+        w = x[t * hop : t * hop + fe.clip_samples]
+        torch.testing.assert_close(sliding(w), logmel(w[None]), atol=2e-6, rtol=0)
+    assert sliding.computed < 2 * fe.n_frames  # the four later windows computed a fraction of theirs
+
+
+def test_a_hop_off_the_frame_grid_still_equals_offline(trained_run, tmp_path):
+    run, _ = trained_run
+    lm = load_model(run)
+    _recording(tmp_path / "rec.wav", seconds=12)
+    results, _ = stream_predict(lm, file_blocks(tmp_path / "rec.wav", 4096), hop_s=0.5005, out=io.StringIO())
+    (offline,) = predict_files(lm, [tmp_path / "rec.wav"], window_s=10.0, hop_s=0.5005, workers=1)
+    full = [p for s, e, p in offline.windows if abs(e - s - 10.0) < 1e-9]
+    assert len(results) == len(full) == 4
+    for (_, p, _), q in zip(results, full, strict=True):
+        np.testing.assert_allclose(p, q, atol=1e-6)

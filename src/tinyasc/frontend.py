@@ -107,6 +107,83 @@ class LogMel(nn.Module):
         return logmel.unsqueeze(1)
 
 
+class SlidingLogMel:
+    """The log-mel of a clip-long window that moves by ``hop`` samples, computing only what changed.
+
+    A frame whose samples lie wholly inside the clip (no centre padding) is the same frame, ``hop /
+    hop_length`` places earlier, in the next window; such frames are kept, and each step computes only
+    the frames near the two edges (which the centre padding of the new window changes) and the frames
+    of the new samples. A frame is computed exactly as ``LogMel`` computes it (the window padded the
+    same way, the same STFT, filterbank and log), so a window's features equal ``LogMel``'s of the same
+    samples to float rounding (``tests/test_stream.py``). Needs the window to be the whole clip and the
+    hop a multiple of the frontend's hop; ``usable`` says whether it applies.
+    """
+
+    def __init__(self, logmel: LogMel, hop: int):
+        cfg = logmel.cfg
+        self.logmel, self.hop, self.cfg = logmel, hop, cfg
+        self.shift = hop // cfg.hop_length
+        self.pad = cfg.n_fft // 2 if cfg.center else 0
+        n = cfg.clip_samples
+        every = 1 + (n + 2 * self.pad - cfg.n_fft) // cfg.hop_length
+        # interior frames: [first, last) touch no padding, so they move unchanged with the window
+        self.first = -(-self.pad // cfg.hop_length)
+        self.last = min(every, (n + self.pad - cfg.n_fft) // cfg.hop_length + 1)
+        self.frames = cfg.n_frames
+        self.previous: torch.Tensor | None = None  # (n_mels, frames) of the last window
+        self.computed = 0  # frames computed so far (the saving, for tests and benchmarks)
+
+    @staticmethod
+    def usable(cfg: FrontendConfig, window: int, hop: int) -> bool:
+        return window == cfg.clip_samples and hop % cfg.hop_length == 0 and hop < window
+
+    def _frames(self, padded: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        """Log-mel frames [lo, hi) of the padded window, (n_mels, hi - lo)."""
+        cfg = self.cfg
+        if hi <= lo:
+            return self.logmel.mel_fb.new_zeros(cfg.n_mels, 0)
+        seg = padded[lo * cfg.hop_length : (hi - 1) * cfg.hop_length + cfg.n_fft]
+        spec = torch.stft(
+            seg[None],
+            n_fft=cfg.n_fft,
+            hop_length=cfg.hop_length,
+            win_length=cfg.win_length,
+            window=self.logmel.window,
+            center=False,
+            return_complex=True,
+        )[0]
+        mag = spec.abs()
+        if cfg.power != 1.0:
+            mag = mag**cfg.power
+        self.computed += hi - lo
+        return torch.log(torch.matmul(self.logmel.mel_fb, mag) + cfg.log_eps)
+
+    def __call__(self, window: torch.Tensor) -> torch.Tensor:
+        """window (clip_samples,) -> (1, 1, n_mels, frames), the window ``hop`` samples after the last."""
+        cfg = self.cfg
+        padded = (
+            torch.nn.functional.pad(window[None, None], (self.pad, self.pad), mode=cfg.pad_mode)[0, 0]
+            if self.pad
+            else window
+        )
+        if self.previous is None:
+            out = self._frames(padded, 0, self.frames)
+        else:
+            # kept: interior frames of the last window, shift places later, still interior and wanted
+            keep_lo, keep_hi = self.first, min(self.last, self.frames) - self.shift
+            if keep_hi > keep_lo:
+                parts = [
+                    self._frames(padded, 0, keep_lo),
+                    self.previous[:, keep_lo + self.shift : keep_hi + self.shift],
+                    self._frames(padded, keep_hi, self.frames),
+                ]
+                out = torch.cat([p for p in parts if p.shape[1]], dim=1)
+            else:
+                out = self._frames(padded, 0, self.frames)
+        self.previous = out
+        return out[None, None]
+
+
 class Normalizer(nn.Module):
     """Per-mel-band standardisation with mean and std of the training fold, stored with the model."""
 

@@ -3,9 +3,11 @@
 Samples arrive in blocks (a file read block by block, optionally paced in real time, or raw 16-bit
 little-endian PCM on standard input at ``--rate`` and ``--channels``); a ring buffer keeps the last
 window (the model's clip length unless ``--window``). Every ``--hop`` seconds, once a whole window has
-arrived, the window's log-mel is computed (the whole window again, with the frontend's own edge
-padding, so that a window's features are exactly those of offline prediction of the same samples), the
-model predicts, and one line is written: the window's end time, the label of the smoothed
+arrived, the window's log-mel is computed and the model predicts. The log-mel is incremental where the
+window is the model's clip and the hop a multiple of the frontend's hop (``frontend.SlidingLogMel``: the
+frames the last window already had are kept, only the new frames and those at the two padded edges are
+computed), else the whole window again; either way a window's features are those of offline prediction
+of the same samples, to float rounding. Then one line is written: the window's end time, the label of the smoothed
 probabilities and the probabilities themselves. Smoothing is an exponential moving average over hops
 (``--smooth`` = the weight of the newest window; 1 = none). The time each hop took and the real-time
 factor (processing time over audio time) are measured and printed at the end.
@@ -28,7 +30,7 @@ import torch
 
 from tinyasc.artifact import LoadedModel
 from tinyasc.data.audio import AudioError, resample
-from tinyasc.frontend import LogMel
+from tinyasc.frontend import LogMel, SlidingLogMel
 
 
 @dataclass
@@ -97,6 +99,7 @@ def stream_predict(
         raise ValueError(f"--smooth {smooth}: the newest window's weight, in (0, 1]")
     window, hop = int(round(window_s * fe.sample_rate)), int(round(hop_s * fe.sample_rate))
     logmel = LogMel(fe)
+    sliding = SlidingLogMel(logmel, hop) if SlidingLogMel.usable(fe, window, hop) else None
     ring = np.zeros(window, dtype=np.float32)
     have, since_hop, total = 0, 0, 0
     stats, results, ema = StreamStats(), [], None
@@ -124,9 +127,12 @@ def stream_predict(
                     continue
                 since_hop = 0
                 t0 = time.perf_counter()
-                clip = np.zeros(fe.clip_samples, dtype=np.float32)
-                clip[:window] = ring
-                feats = logmel(torch.from_numpy(clip)[None])
+                if sliding is not None:  # only the frames this hop changed
+                    feats = sliding(torch.from_numpy(ring))
+                else:
+                    clip = np.zeros(fe.clip_samples, dtype=np.float32)
+                    clip[:window] = ring
+                    feats = logmel(torch.from_numpy(clip)[None])
                 probs = torch.softmax(lm.model(lm.norm(feats)).double() / temperature, dim=1)[0].numpy()
                 ema = probs if ema is None else smooth * probs + (1 - smooth) * ema
                 stats.hop_seconds.append(time.perf_counter() - t0)
