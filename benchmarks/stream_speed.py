@@ -5,7 +5,9 @@
 Streams a noise recording through ``stream_predict`` (hop 1 s, window = the model's 10 s clip) with
 each model as registered (untrained weights: the time is the same), its own frontend, on one thread,
 and prints the median and worst time per hop (log-mel of the window + the model) and the real-time
-factor (processing time over audio time). State the machine's load (printed) beside the figures.
+factor (processing time over audio time), with the incremental log-mel (the default) and with every
+window's log-mel computed whole, interleaved A B A B, and the ratio of their median hops. State the
+machine's load (printed) beside the figures.
 """
 
 from __future__ import annotations
@@ -37,8 +39,11 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(1)
     print(f"load average {os.getloadavg()}; 1 thread; hop {a.hop} s; {a.seconds} s of audio\n")
-    print("| model | frontend | per hop median ms | per hop max ms | real-time factor |")
-    print("|---|---|---|---|---|")
+    print(
+        "| model | frontend | per hop median ms | per hop max ms | real-time factor | whole-window log-mel: "
+        "median ms | incremental speed-up |"
+    )
+    print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "noise.wav"
         sf.write(path, np.random.default_rng(0).normal(0, 0.1, 44100 * a.seconds).astype(np.float32), 44100)
@@ -48,11 +53,20 @@ def main() -> None:
             lm = LoadedModel(
                 create_model(name).eval(), Normalizer(info.n_mels), fe, tuple("abcdefghij"), "float32", path
             )
-            _, stats = stream_predict(lm, file_blocks(path, 4096), a.hop, out=io.StringIO())
-            ms = [1000 * s for s in stats.hop_seconds]
+            runs = {True: [], False: []}
+            for _ in range(2):  # A B A B
+                for incremental in (True, False):
+                    _, stats = stream_predict(
+                        lm, file_blocks(path, 4096), a.hop, out=io.StringIO(), incremental=incremental
+                    )
+                    runs[incremental].append(stats)
+            ms = [1000 * s for st in runs[True] for s in st.hop_seconds]
+            whole = [1000 * s for st in runs[False] for s in st.hop_seconds]
+            rtf = statistics.fmean(st.real_time_factor for st in runs[True])
             print(
                 f"| {name} | {info.n_mels}x{info.frames} | {statistics.median(ms):.1f} | {max(ms):.1f} | "
-                f"{stats.real_time_factor:.4f} |"
+                f"{rtf:.4f} | {statistics.median(whole):.1f} | {statistics.median(whole) / statistics.median(ms):.2f}x |",
+                flush=True,
             )
 
 

@@ -134,3 +134,19 @@ def test_a_hop_off_the_frame_grid_still_equals_offline(trained_run, tmp_path):
     assert len(results) == len(full) == 4
     for (_, p, _), q in zip(results, full, strict=True):
         np.testing.assert_allclose(p, q, atol=1e-6)
+
+
+def test_a_microphone_without_its_library_is_one_clear_line(trained_run, capsys):
+    try:
+        import sounddevice  # noqa: F401
+    except (ImportError, OSError):
+        pass
+    else:
+        pytest.skip("sounddevice and PortAudio are installed here")
+    from tinyasc.cli import main
+
+    run, _ = trained_run
+    assert main(["stream", str(run), "--input", "mic"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # nothing printed before the error
+    assert "--input mic needs the sounddevice package and the PortAudio library" in captured.err

@@ -289,9 +289,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("stream", help="classify a live or piped stream: one labelled line per hop")
     s.add_argument("model", help="run directory or model file (any storage), or an ONNX export")
-    s.add_argument("--input", default="-", help="an audio file, or - for raw 16-bit PCM on stdin (default -)")
-    s.add_argument("--rate", type=int, default=44100, help="stdin PCM: sample rate (default 44100)")
-    s.add_argument("--channels", type=int, default=1, help="stdin PCM: channels, interleaved (default 1)")
+    s.add_argument(
+        "--input",
+        default="-",
+        help="an audio file, - for raw 16-bit PCM on stdin (default -), or mic for a microphone (needs the "
+        "sounddevice package and PortAudio, not installed by tinyasc)",
+    )
+    s.add_argument("--rate", type=int, default=44100, help="stdin PCM or mic: sample rate (default 44100)")
+    s.add_argument("--channels", type=int, default=1, help="stdin PCM or mic: channels (default 1)")
     s.add_argument("--window", type=float, help="window in seconds (default: the model's clip length)")
     s.add_argument("--hop", type=float, default=1.0, help="seconds between predictions (default 1)")
     s.add_argument(

@@ -33,7 +33,7 @@ from tinyasc.evaluate.compare import compare_rows, format_rows, size_accuracy_pn
 from tinyasc.evaluate.infer import collect_inputs, format_csv, format_jsonl, predict_files
 from tinyasc.evaluate.predict import load_model
 from tinyasc.evaluate.run import evaluate_run, score
-from tinyasc.evaluate.stream import file_blocks, pcm_blocks, stream_predict
+from tinyasc.evaluate.stream import file_blocks, mic_blocks, pcm_blocks, stream_predict
 from tinyasc.evaluate.submission import SubmissionError, check_package, write_submission
 from tinyasc.export import check_onnxruntime, export_c, export_onnx
 from tinyasc.io import CheckpointError, atomic_write_text
@@ -445,6 +445,8 @@ def cmd_stream(a) -> int:
     lm = load_model(a.model)
     if a.input == "-":
         blocks = pcm_blocks(sys.stdin.buffer, a.rate, a.channels, a.block)
+    elif a.input == "mic":
+        blocks = mic_blocks(a.rate, a.channels, a.block)
     else:
         blocks = file_blocks(a.input, a.block, realtime=a.realtime)
     out = open(a.output, "w") if a.output else sys.stdout  # noqa: SIM115 (closed below)

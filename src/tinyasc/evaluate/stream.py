@@ -1,7 +1,8 @@
 """``tinyasc stream MODEL --input FILE|-``: classify a live or piped stream, one line per hop.
 
-Samples arrive in blocks (a file read block by block, optionally paced in real time, or raw 16-bit
-little-endian PCM on standard input at ``--rate`` and ``--channels``); a ring buffer keeps the last
+Samples arrive in blocks (a file read block by block, optionally paced in real time, raw 16-bit
+little-endian PCM on standard input at ``--rate`` and ``--channels``, or a microphone through the
+``sounddevice`` package where it and PortAudio are installed); a ring buffer keeps the last
 window (the model's clip length unless ``--window``). Every ``--hop`` seconds, once a whole window has
 arrived, the window's log-mel is computed and the model predicts. The log-mel is incremental where the
 window is the model's clip and the hop a multiple of the frontend's hop (``frontend.SlidingLogMel``: the
@@ -79,6 +80,35 @@ def pcm_blocks(stream, rate: int, channels: int, block: int) -> Iterator[tuple[n
         yield x.reshape(-1, channels).mean(axis=1), rate
 
 
+def mic_blocks(
+    rate: int, channels: int, block: int, device: str | None = None
+) -> Iterator[tuple[np.ndarray, int]]:
+    """Mono float32 blocks from a microphone through the ``sounddevice`` package (PortAudio), which
+    tinyasc does not install: without it, an AudioError saying what to install or how to pipe instead."""
+    try:
+        import sounddevice as sd
+    except (ImportError, OSError) as e:  # OSError: the package is there but PortAudio is not
+        raise AudioError(
+            f"--input mic needs the sounddevice package and the PortAudio library ({e}); install them "
+            "(pip install sounddevice; on Debian/Ubuntu apt install libportaudio2) or pipe a recorder: "
+            "arecord -f S16_LE -r 44100 -c 1 | tinyasc stream MODEL --input -"
+        ) from None
+    try:
+        stream = sd.InputStream(
+            samplerate=rate, channels=channels, blocksize=block, dtype="float32", device=device
+        )
+    except Exception as e:  # PortAudio's errors: no such device, rate not supported
+        raise AudioError(f"--input mic: cannot open the microphone ({e})") from None
+
+    def blocks() -> Iterator[tuple[np.ndarray, int]]:  # opened above, so a missing library fails first
+        with stream:
+            while True:
+                data, _overflowed = stream.read(block)
+                yield np.asarray(data).mean(axis=1), rate
+
+    return blocks()
+
+
 def stream_predict(
     lm: LoadedModel,
     blocks: Iterator[tuple[np.ndarray, int]],
@@ -87,8 +117,10 @@ def stream_predict(
     smooth: float = 1.0,
     temperature: float = 1.0,
     out=sys.stdout,
+    incremental: bool = True,
 ) -> tuple[list[tuple[float, np.ndarray, np.ndarray]], StreamStats]:
-    """Write a line per hop; returns ``[(end time s, raw probabilities, smoothed)]`` and the timing."""
+    """Write a line per hop; returns ``[(end time s, raw probabilities, smoothed)]`` and the timing.
+    ``incremental=False`` computes every window's log-mel whole (the benchmark's reference)."""
     fe = lm.frontend
     window_s = fe.duration if window_s is None else window_s
     if not 0 < window_s <= fe.duration or hop_s <= 0:
@@ -99,7 +131,7 @@ def stream_predict(
         raise ValueError(f"--smooth {smooth}: the newest window's weight, in (0, 1]")
     window, hop = int(round(window_s * fe.sample_rate)), int(round(hop_s * fe.sample_rate))
     logmel = LogMel(fe)
-    sliding = SlidingLogMel(logmel, hop) if SlidingLogMel.usable(fe, window, hop) else None
+    sliding = SlidingLogMel(logmel, hop) if incremental and SlidingLogMel.usable(fe, window, hop) else None
     ring = np.zeros(window, dtype=np.float32)
     have, since_hop, total = 0, 0, 0
     stats, results, ema = StreamStats(), [], None
