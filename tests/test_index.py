@@ -158,3 +158,19 @@ def test_synth_corpus_loads_without_special_case(tiny_corpus, tmp_path):
     (copy / victim).unlink()
     with pytest.raises(DataError, match="1 listed audio file"):
         load_tau(copy)
+
+
+def test_an_audio_check_that_passed_is_remembered_until_a_file_changes(tiny_corpus, tmp_path):
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(tiny_corpus, root)
+    memo = tmp_path / "memo"
+    load_tau(root, memo_dir=memo)
+    assert len(list(memo.glob("audio-checked-*.json"))) == 1
+    load_tau(root, memo_dir=memo)  # the same files: no new entry, headers not read
+    assert len(list(memo.glob("audio-checked-*.json"))) == 1
+    victim = root / load_tau(root, check_audio=False).clips[0].filename
+    victim.write_bytes(b"not audio at all")  # size and time change: the memo no longer applies
+    with pytest.raises(DataError, match="not readable audio"):
+        load_tau(root, memo_dir=memo)

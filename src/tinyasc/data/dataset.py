@@ -6,12 +6,13 @@ import logging
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from tinyasc.config import DataConfig, FrontendConfig
-from tinyasc.data.cache import cached_features
+from tinyasc.data.cache import cached_features, default_cache_dir
 from tinyasc.data.index import Clip, ClipIndex, DataError, load_generic, load_tau, validation_split
 from tinyasc.data.tau2022 import read_subset
 
@@ -21,8 +22,9 @@ log = logging.getLogger(__name__)
 def load_index(cfg: DataConfig, check_audio: bool = True) -> ClipIndex:
     if not cfg.root:
         raise DataError("data.root is not set; give the dataset folder (data.root=PATH)")
+    memo = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()  # audio checks passed before
     if cfg.format == "tau":
-        return load_tau(cfg.root, check_audio=check_audio)
+        return load_tau(cfg.root, check_audio=check_audio, memo_dir=memo)
     if cfg.format == "generic":
         if not cfg.csv:
             raise DataError("data.format=generic needs data.csv (filename<TAB>scene_label [fold] [device])")
@@ -32,6 +34,7 @@ def load_index(cfg: DataConfig, check_audio: bool = True) -> ClipIndex:
             list(cfg.classes) if cfg.classes else None,
             [str(f) for f in cfg.evaluate_folds] if cfg.evaluate_folds else None,
             check_audio=check_audio,
+            memo_dir=memo,
         )
     raise DataError(f"data.format: {cfg.format!r}; expected 'tau' or 'generic'")
 

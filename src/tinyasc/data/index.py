@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tinyasc.data.tau import SCENES, FileNameError, device_sort_key, parse_filename
+from tinyasc.io import atomic_write_json
 
 SPLITS = ("train", "evaluate", "test")
 
@@ -147,7 +148,7 @@ def _tau_clip(path: Path, line: int, filename: str, label: str | None, split: st
     return Clip(filename, name.scene, name.city, name.location, name.clip_segment, name.device, split)
 
 
-def load_tau(root: str | Path, check_audio: bool = True) -> ClipIndex:
+def load_tau(root: str | Path, check_audio: bool = True, memo_dir: Path | None = None) -> ClipIndex:
     """Index a TAU 2020 Mobile development root (or a 2021-style evaluation root)."""
     root = Path(root)
     setup = root / "evaluation_setup"
@@ -173,7 +174,7 @@ def load_tau(root: str | Path, check_audio: bool = True) -> ClipIndex:
             _check_meta(root / "meta.csv")
         index = ClipIndex(root, SCENES, clips, "tau")
     if check_audio:
-        check_audio_files(index)
+        check_audio_files(index, memo_dir=memo_dir)
     return index
 
 
@@ -212,16 +213,36 @@ def _check_meta(meta: Path) -> None:
             )
 
 
-def check_audio_files(index: ClipIndex, show: int = 5) -> None:
-    """Every listed file exists and is readable audio; lists the first few missing and counts the rest."""
+def check_audio_files(index: ClipIndex, show: int = 5, memo_dir: Path | None = None) -> None:
+    """Every listed file exists and is readable audio; lists the first few missing and counts the rest.
+
+    Reading every header is the slow part (17,000 files of the real data). With ``memo_dir``, a check
+    that passed is remembered there under a digest of every file's name, size and modification time;
+    the next check of the same unchanged files stats them and skips the headers."""
+    import hashlib
+    import stat
+
     import soundfile as sf
 
-    missing = [c.filename for c in index.clips if not (index.root / c.filename).is_file()]
+    stats, missing = [], []
+    for c in index.clips:
+        try:
+            st = (index.root / c.filename).stat()
+        except OSError:
+            missing.append(c.filename)
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            missing.append(c.filename)
+        stats.append(f"{c.filename}\t{st.st_size}\t{st.st_mtime_ns}")
     if missing:
         more = f" and {len(missing) - show} more" if len(missing) > show else ""
         raise DataError(
             f"{index.root}: {len(missing)} listed audio file(s) missing: {', '.join(missing[:show])}{more}"
         )
+    digest = hashlib.sha256(f"{index.root.resolve()}\n{chr(10).join(stats)}".encode()).hexdigest()[:24]
+    memo = memo_dir / f"audio-checked-{digest}.json" if memo_dir is not None else None
+    if memo is not None and memo.exists():
+        return
     for c in index.clips:
         path = index.root / c.filename
         try:
@@ -230,6 +251,11 @@ def check_audio_files(index: ClipIndex, show: int = 5) -> None:
             raise DataError(f"{path}: not readable audio ({e})") from None
         if info.frames == 0:  # what the header tells; NaN, Inf and truncation show when the cache reads it
             raise DataError(f"{path}: empty audio (0 samples)")
+    if memo is not None:
+        try:
+            atomic_write_json(memo, {"root": str(index.root.resolve()), "files": len(stats)})
+        except OSError as e:  # a read-only cache: checked again next time, nothing else changes
+            log.warning("could not remember the audio check in %s (%s)", memo, e)
 
 
 def load_generic(
@@ -240,6 +266,7 @@ def load_generic(
     evaluate_fraction: float = 0.2,
     seed: int = 0,
     check_audio: bool = True,
+    memo_dir: Path | None = None,
 ) -> ClipIndex:
     """A user's labelled dataset: ``filename<TAB>scene_label`` [``fold``] [``device``] [``identifier``].
 
@@ -305,7 +332,7 @@ def load_generic(
         )
     index = ClipIndex(root, tuple(classes), clips, "generic")
     if check_audio:
-        check_audio_files(index)
+        check_audio_files(index, memo_dir=memo_dir)
     return index
 
 
