@@ -159,3 +159,40 @@ def test_long_files_stream_in_parts_with_the_same_result(trained_run, clip, tmp_
     for (s1, e1, p1), (s2, e2, p2) in zip(whole.windows, parts.windows, strict=True):
         assert (s1, e1) == (s2, e2)
         np.testing.assert_allclose(p1, p2, atol=1e-6)
+
+
+def test_onnxruntime_runs_float_models_as_pytorch_does(trained_run, tiny_corpus, tmp_path, capsys):
+    import os
+    from pathlib import Path
+
+    from tinyasc.data.cache import default_cache_dir
+
+    run, _ = trained_run
+    files = sorted((tiny_corpus / "audio").glob("*-a.wav"))[:4]
+    outs = {}
+    for runtime in ("torch", "onnxruntime", "auto"):
+        out = tmp_path / f"{runtime}.csv"
+        assert main(["predict", str(run), *map(str, files), "--runtime", runtime, "-o", str(out)]) == 0
+        rows = [line.split("\t") for line in out.read_text().splitlines()[1:]]
+        outs[runtime] = np.array([[float(v) for v in r[2:12]] for r in rows])
+        assert "in " + ("PyTorch" if runtime == "torch" else "onnxruntime") in capsys.readouterr().err
+    np.testing.assert_allclose(outs["onnxruntime"], outs["torch"], atol=1e-5)
+    np.testing.assert_array_equal(outs["auto"], outs["onnxruntime"])
+    # exported once into the cache, with the parity record beside it
+    exports = sorted((default_cache_dir() / "onnx").glob("*.onnx"))
+    record = json.loads(Path(str(exports[0]) + ".json").read_text())
+    assert record["check"]["same_decisions"] and record["check"]["max_abs_probability_difference"] < 1e-4
+    stamp = os.stat(exports[0]).st_mtime_ns
+    load_model(run, "onnxruntime")
+    assert os.stat(exports[0]).st_mtime_ns == stamp
+
+
+def test_onnxruntime_refuses_what_it_cannot_run(trained_run, tmp_path, capsys):
+    run, _ = trained_run
+    int8_run = tmp_path / "int8"
+    args = ["compress", str(run), "--method", "int8-ptq", "--out", str(int8_run), "--no-evaluate", "--quiet"]
+    assert main(args) == 0
+    assert load_model(int8_run, "auto").storage == "int8"  # auto: PyTorch runs int8
+    capsys.readouterr()
+    assert main(["predict", str(int8_run), str(tmp_path), "--runtime", "onnxruntime"]) == 2
+    assert "--runtime onnxruntime:" in capsys.readouterr().err

@@ -286,6 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--no-calibration", action="store_true", help="ignore the run's temperature")
+    s.add_argument(
+        "--runtime",
+        choices=["auto", "torch", "onnxruntime"],
+        default="auto",
+        help="auto (default): onnxruntime for a float model where it is installed (exported once into the "
+        "cache and checked against PyTorch), else PyTorch",
+    )
 
     s = sub.add_parser("stream", help="classify a live or piped stream: one labelled line per hop")
     s.add_argument("model", help="run directory or model file (any storage), or an ONNX export")
@@ -307,6 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--realtime", action="store_true", help="a file: read it at the pace it was recorded")
     s.add_argument("--block", type=int, default=4096, help="samples read at a time (default 4096)")
+    s.add_argument(
+        "--runtime",
+        choices=["auto", "torch", "onnxruntime"],
+        default="auto",
+        help="auto (default): onnxruntime for a float model where it is installed, else PyTorch",
+    )
     s.add_argument("-o", "--output", help="write the lines here instead of stdout")
 
     s = sub.add_parser("calibrate", help="fit temperature scaling on the validation split and store it")

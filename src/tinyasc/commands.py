@@ -419,8 +419,12 @@ def cmd_models(a) -> int:
 def cmd_predict(a) -> int:
     threads = compute_threads(workers=a.workers if a.workers > 1 else 0)
     torch.set_num_threads(threads)  # the model's threads and the decoding workers share the cores
-    print(f"predict: {a.workers} decoding worker(s), the model on {threads} thread(s)", file=sys.stderr)
-    lm = load_model(a.model)
+    lm = load_model(a.model, a.runtime)
+    runtime = "onnxruntime" if "onnxruntime" in lm.storage or lm.storage.startswith("onnx") else "PyTorch"
+    print(
+        f"predict: {a.workers} decoding worker(s), the model on {threads} thread(s) in {runtime}",
+        file=sys.stderr,
+    )
     temperature = 1.0 if a.no_calibration else temperature_of(a.model)
     paths, failed = collect_inputs(a.inputs)
     results = failed + predict_files(lm, paths, a.window, a.hop, a.workers, a.batch_size, temperature)
@@ -442,7 +446,7 @@ def cmd_predict(a) -> int:
 
 
 def cmd_stream(a) -> int:
-    lm = load_model(a.model)
+    lm = load_model(a.model, a.runtime)
     if a.input == "-":
         blocks = pcm_blocks(sys.stdin.buffer, a.rate, a.channels, a.block)
     elif a.input == "mic":

@@ -90,7 +90,8 @@ def load_float_run(run: str | Path) -> tuple[dict, nn.Module, Normalizer]:
     return art, model, artifact.normalizer_of(art)
 
 
-def _torch_export(module: nn.Module, example: torch.Tensor, path: Path) -> None:
+def export_module(module: nn.Module, example: torch.Tensor, path: Path) -> None:
+    """``module`` (log-mel in; logits and probabilities out) as an ONNX file, batch dynamic."""
     batch = torch.export.Dim("batch", min=1, max=1024)
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
@@ -112,7 +113,7 @@ def _torch_export(module: nn.Module, example: torch.Tensor, path: Path) -> None:
     program.save(str(path))
 
 
-def _session(path: Path, threads: int | None = None):
+def onnx_session(path: Path, threads: int | None = None):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -214,12 +215,12 @@ def onnx_bytes(
         if precision == "int8":
             if calibration is None:
                 raise ExportError("int8 export needs calibration clips")
-            _torch_export(float_deploy, example, tmp / "float.onnx")
+            export_module(float_deploy, example, tmp / "float.onnx")
             batches16 = [calibration[i : i + 16] for i in range(0, len(calibration), 16)]
             quantize_onnx(tmp / "float.onnx", onnx_path, batches16)
         else:
-            _torch_export(deploy, example, onnx_path)
-        session = _session(onnx_path)
+            export_module(deploy, example, onnx_path)
+        session = onnx_session(onnx_path)
         probs = np.concatenate(
             [session.run([OUTPUTS[1]], {INPUT: test[i : i + 32]})[0] for i in range(0, len(test), 32)]
         ).astype(np.float64)
@@ -323,7 +324,7 @@ class OnnxModel:
         self.path, self.meta = path, meta
         self.classes = tuple(meta["classes"])
         self.frontend = FrontendConfig(**meta["frontend"])
-        self.session = _session(path, threads)
+        self.session = onnx_session(path, threads)
 
     def logits(self, logmel: torch.Tensor) -> torch.Tensor:
         """(B, 1, n_mels, frames) raw log-mel -> (B, C) logits (before the temperature)."""
