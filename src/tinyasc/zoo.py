@@ -87,6 +87,21 @@ def model_table(names: list[str] | None = None, cache_dir: str | Path | None = N
     return [cached[n] for n in names]
 
 
+def aligned(lines: list[tuple[str, ...]], left: tuple[int, ...]) -> list[str]:
+    """Rows of cells padded into columns (the ``left`` columns flush left, the numbers right), a rule
+    under the header row."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    out = []
+    for k, line in enumerate(lines):
+        cells = [
+            c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        ]
+        out.append("  ".join(cells).rstrip())
+        if k == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return out
+
+
 def format_table(rows: list[dict]) -> str:
     head = (
         "model",
@@ -118,16 +133,7 @@ def format_table(rows: list[dict]) -> str:
                 "yes" if r["fits"] else "no",
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    out = []
-    for k, line in enumerate(lines):
-        cells = [
-            c.ljust(w) if i in (0, 1, 2, 9, 10) else c.rjust(w)
-            for i, (c, w) in enumerate(zip(line, widths, strict=True))
-        ]
-        out.append("  ".join(cells).rstrip())
-        if k == 0:
-            out.append("  ".join("-" * w for w in widths))
+    out = aligned(lines, left=(0, 1, 2, 9, 10))
     out.append("")
     out.append(
         f"bytes: every stored value (BN statistics included) at float32; float16 with BN float32 (the Keras "
@@ -182,16 +188,7 @@ def format_rules_table(rows: list[dict]) -> str:
                 "PASS" if r["passes"] else f"FAIL ({why})",
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    out = []
-    for k, line in enumerate(lines):
-        cells = [
-            c.ljust(w) if i in (0, 1, 2, 6, 7) else c.rjust(w)
-            for i, (c, w) in enumerate(zip(line, widths, strict=True))
-        ]
-        out.append("  ".join(cells).rstrip())
-        if k == 0:
-            out.append("  ".join("-" * w for w in widths))
+    out = aligned(lines, left=(0, 1, 2, 6, 7))
     r = get_rules(rows[0]["rules"]) if rows else None
     if r is not None:
         macs = f"{r.macs_per_second:,}" if r.macs_per_second else "no limit"
