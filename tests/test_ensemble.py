@@ -59,3 +59,24 @@ def test_ensemble_exports_and_refuses_mismatched_members(members, tmp_path, caps
     assert "at least two members" in capsys.readouterr().err
     assert main(["ensemble", str(a), str(a), str(b), "--out", str(tmp_path / "big"), "--no-evaluate"]) == 1
     assert "FAIL: limit 128,000 bytes" in capsys.readouterr().out  # the limit applies to the sum
+
+
+def test_an_ensemble_of_int8_members(trained_run, tmp_path):
+    from tinyasc.cli import main
+    from tinyasc.rundir import RunDir
+
+    run, _ = trained_run
+    members = []
+    for k in range(2):
+        out = tmp_path / f"int8_{k}"
+        assert (
+            main(
+                ["compress", str(run), "--method", "int8-ptq", "--out", str(out), "--no-evaluate", "--quiet"]
+            )
+            == 0
+        )
+        members.append(str(out))
+    assert main(["ensemble", *members, "--out", str(tmp_path / "ens")]) == 0
+    size = RunDir(tmp_path / "ens").size()
+    assert size["nonzero_bytes"] == 2 * RunDir(members[0]).size()["nonzero_bytes"]
+    assert RunDir(tmp_path / "ens").evaluation()["overall"]["accuracy"] >= 0

@@ -276,10 +276,13 @@ def load_stored(art: dict) -> nn.Module:
         return load_as_stored(model, binary.unpack_binary(state, art["binary"])).eval()
     if storage == Storage.INT8:
         q = art["int8"]
-        return int8.load_int8(model, example_input(model), state, q["meta"], qat=q["method"] == "qat")
-    prepared = int8.prepare(model, example_input(model), qat=True)  # Storage.QAT
-    prepared.load_state_dict(state)
-    return prepared.eval()
+        graph = int8.load_int8(model, example_input(model), state, q["meta"], qat=q["method"] == "qat")
+    else:  # Storage.QAT
+        graph = int8.prepare(model, example_input(model), qat=True)
+        graph.load_state_dict(state)
+    # the traced graph keeps the input shape the model declares (an ensemble of int8 members reads it)
+    graph.n_mels, graph.frames = model.n_mels, model.frames
+    return graph.eval()
 
 
 def float_architecture(art: dict) -> nn.Module:
