@@ -78,7 +78,11 @@ def on_onnxruntime(lm: LoadedModel, required: bool) -> LoadedModel:
         except ImportError:
             why = "onnxruntime is not installed (pip install 'tinyasc[export]')"
     if why is None:
-        onnx_path, record = cached_export(lm)
+        try:
+            onnx_path, record = cached_export(lm)
+        except OSError as e:  # a read-only or full cache folder
+            onnx_path, record, why = None, None, f"cannot store its export ({e})"
+    if why is None:
         if (
             record["check"]["max_abs_probability_difference"] > PARITY_TOLERANCE
             or not record["check"]["same_decisions"]
@@ -91,7 +95,8 @@ def on_onnxruntime(lm: LoadedModel, required: bool) -> LoadedModel:
             )
     if required:
         raise ConfigError(f"--runtime onnxruntime: {lm.path}: {why}")
-    log.info("%s runs in PyTorch: %s", lm.path, why)
+    expected = "runs in PyTorch" in why or "not installed" in why  # else a failure worth a warning
+    log.log(logging.INFO if expected else logging.WARNING, "%s runs in PyTorch: %s", lm.path, why)
     return lm
 
 
