@@ -26,6 +26,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from timing import timed
 from tinyasc.config import FrontendConfig
 from tinyasc.frontend import LogMel, mel_filterbank
 
@@ -60,12 +61,6 @@ def librosa_logmel(y: np.ndarray, fe: FrontendConfig, fb: np.ndarray) -> np.ndar
 def ms(rows: list[tuple[float, float]]) -> str:
     """Median wall ms (median process CPU ms)."""
     return f"{1000 * statistics.median(r[0] for r in rows):.2f} ({1000 * statistics.median(r[1] for r in rows):.2f})"
-
-
-def timed(fn, *args) -> tuple[float, float]:
-    w, c = time.perf_counter(), time.process_time()
-    fn(*args)
-    return time.perf_counter() - w, time.process_time() - c
 
 
 def main() -> None:

@@ -15,23 +15,17 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
+from timing import timed
 from tinyasc.config import FrontendConfig
 from tinyasc.export import INPUT, Deployable, export_module, onnx_session
 from tinyasc.frontend import LogMel, Normalizer
 from tinyasc.models import create_model, get_model_info
 
 DEFAULT = ["dcase2021_baseline", "bcresnet_asc_c20", "cpresnet_c20", "mobilenetv2_s", "cpmobile_dcase2024"]
-
-
-def timed(fn, *args) -> tuple[float, float]:
-    w, c = time.perf_counter(), time.process_time()
-    fn(*args)
-    return time.perf_counter() - w, time.process_time() - c
 
 
 def main() -> None:

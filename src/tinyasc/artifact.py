@@ -23,10 +23,11 @@ is unpickled code. Where a model file lives in a run is ``rundir.py``'s business
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -233,6 +234,17 @@ class DeviceHeads(nn.Module):
             params[k].copy_(t)
         self.selected = device if device in self.heads else ""
 
+    def by_device(self, devices: Sequence[str]) -> Iterator[np.ndarray]:
+        """The positions of ``devices`` grouped by device, that device's head selected while its group
+        runs; the shared head again afterwards."""
+        devices = np.asarray(devices)
+        try:
+            for device in sorted(set(devices.tolist())):
+                self.select(device)
+                yield np.flatnonzero(devices == device)
+        finally:
+            self.select("")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
@@ -293,14 +305,15 @@ def float_architecture(art: dict) -> nn.Module:
     return build_float_model(art)
 
 
-def rules_verdict(art: dict, rules: str) -> Verdict:
-    """An edition's complexity verdict on a model file: as stored, at the clip length it was trained on."""
+def rules_verdict(art: dict, rules: str, report: SizeReport | None = None) -> Verdict:
+    """An edition's complexity verdict on a model file: as stored, at the clip length it was trained on
+    (``report``: the file's ``size_report`` where the caller has it already)."""
     return verdict(
         get_rules(rules),
         float_architecture(art),
         FrontendConfig(**art["frontend"]).duration,
         parameter_bytes(stored_tensors(art)),
-        size_report(art).nonzero_bytes,
+        (report or size_report(art)).nonzero_bytes,
         extra_params=sum(t.numel() for _, t in head_tensors(art)),
     )
 

@@ -14,6 +14,20 @@ from tinyasc import engine  # standard library only: safe before torch
 from tinyasc.rules import RULES
 
 
+def _rules_option(s: argparse.ArgumentParser, help: str) -> None:
+    s.add_argument("--rules", choices=list(RULES), default=None, help=help)
+
+
+def _runtime_option(s: argparse.ArgumentParser) -> None:
+    s.add_argument(
+        "--runtime",
+        choices=["auto", "torch", "onnxruntime"],
+        default="auto",
+        help="auto (default): onnxruntime for a float model where it is installed (exported once into the "
+        "cache and checked against PyTorch), else PyTorch",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tinyasc",
@@ -181,11 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, help="fine-tune epochs for prune, int8-qat, binary (default 10)")
     s.add_argument("--lr", type=float, help="fine-tune peak learning rate (default: the source's / 10)")
     s.add_argument("--calibration-clips", type=int, help="int8-ptq: training clips to calibrate on")
-    s.add_argument(
-        "--rules",
-        choices=list(RULES),
-        help="the edition the new run is checked against (default: the source's)",
-    )
+    _rules_option(s, "the edition the new run is checked against (default: the source's)")
     s.add_argument("--resume", action="store_true", help="continue an interrupted fine-tune")
     s.add_argument("--no-evaluate", action="store_true", help="skip the evaluation on the evaluate split")
     s.add_argument("--quiet", action="store_true")
@@ -207,11 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="last: the last conv/linear layer and the layers after it (default); after: only the layers "
         "after it (e.g. a final batch norm: a few parameters per class and device)",
     )
-    s.add_argument(
-        "--rules",
-        choices=list(RULES),
-        help="the edition the new run is checked against (default: the source's)",
-    )
+    _rules_option(s, "the edition the new run is checked against (default: the source's)")
     s.add_argument("--epochs", type=int, default=10, help="fine-tune epochs per device (default 10)")
     s.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 0.001)")
     s.add_argument("--no-evaluate", action="store_true", help="skip the evaluation on the evaluate split")
@@ -253,12 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="a model name: scale its widths to the widest that stores at most this many bytes for --classes "
         "(at --precision, default what it ships as); prints the model.params to train it with",
     )
-    s.add_argument(
-        "--rules",
-        choices=list(RULES),
-        default=None,
-        help="give this edition's verdict (parameters or bytes, MACs per second, clip length) "
-        "instead of the 2021 size table",
+    _rules_option(
+        s,
+        "give this edition's verdict (parameters or bytes, MACs per second, clip length) instead of the "
+        "2021 size table",
     )
     s.add_argument("--json", action="store_true")
 
@@ -266,11 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
         "models", help="every registered model: parameters, bytes at float32/float16/int8, MACs, fit"
     )
     s.add_argument("names", nargs="*", help="only these models (default: all)")
-    s.add_argument(
-        "--rules",
-        choices=list(RULES),
-        default=None,
-        help="each model built for this edition's clip length, with its parameters, MACs per second and verdict",
+    _rules_option(
+        s, "each model built for this edition's clip length, with its parameters, MACs per second and verdict"
     )
     s.add_argument("--json", action="store_true")
 
@@ -286,13 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--no-calibration", action="store_true", help="ignore the run's temperature")
-    s.add_argument(
-        "--runtime",
-        choices=["auto", "torch", "onnxruntime"],
-        default="auto",
-        help="auto (default): onnxruntime for a float model where it is installed (exported once into the "
-        "cache and checked against PyTorch), else PyTorch",
-    )
+    _runtime_option(s)
 
     s = sub.add_parser("stream", help="classify a live or piped stream: one labelled line per hop")
     s.add_argument("model", help="run directory or model file (any storage), or an ONNX export")
@@ -314,12 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--realtime", action="store_true", help="a file: read it at the pace it was recorded")
     s.add_argument("--block", type=int, default=4096, help="samples read at a time (default 4096)")
-    s.add_argument(
-        "--runtime",
-        choices=["auto", "torch", "onnxruntime"],
-        default="auto",
-        help="auto (default): onnxruntime for a float model where it is installed, else PyTorch",
-    )
+    _runtime_option(s)
     s.add_argument("-o", "--output", help="write the lines here instead of stdout")
 
     s = sub.add_parser("calibrate", help="fit temperature scaling on the validation split and store it")

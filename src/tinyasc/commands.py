@@ -378,7 +378,7 @@ def cmd_size(a) -> int:
     report.limit = a.limit or LIMIT_BYTES
     if a.rules:
         if target.exists():
-            v = artifact.rules_verdict(art, a.rules)
+            v = artifact.rules_verdict(art, a.rules, None if a.precision else report)
         else:
             frontend = FrontendConfig(**get_model_info(a.target).frontend)
             stored = parameter_bytes(storage_tensors(model, a.precision or get_model_info(a.target).ships_as))

@@ -177,7 +177,7 @@ class RunDir:
         text = report.table()
         record = dict(report.to_dict(), model_file=name)
         if rules != "dcase2021":  # the 2021 verdict is the table itself
-            v = artifact.rules_verdict(stored, rules)
+            v = artifact.rules_verdict(stored, rules, report)
             record["rules"] = v.to_dict()
             text += "\n\n" + v.table()
         atomic_write_json(self.path / self.SIZE_JSON, record)

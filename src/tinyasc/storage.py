@@ -52,6 +52,17 @@ COMPRESS_STEPS: dict[str, str] = {
 EXPORT_PRECISIONS = (Storage.FLOAT32, Storage.FLOAT16, Storage.INT8)
 
 
+# The size-report precision (compress/size.py PRECISIONS) a config's ``quantize`` value ships at; 1-bit
+# models are counted only once their signs are packed, so they have none.
+SIZE_PRECISIONS: dict[str, str] = {
+    "float32": "float32",
+    "float16": "float16",
+    "float16-all": "float16-all",
+    "int8": "int8",
+    "int8-qat": "int8",
+}
+
+
 def shipped_storage(quantize: str) -> Storage:
     """The storage a config's ``quantize`` value ships in."""
     try:

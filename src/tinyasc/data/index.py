@@ -14,10 +14,12 @@ An evaluation-set root (2021 layout: ``audio/<n>.wav`` and only ``fold1_test.csv
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import random
+import stat
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -219,9 +221,6 @@ def check_audio_files(index: ClipIndex, show: int = 5, memo_dir: Path | None = N
     Reading every header is the slow part (17,000 files of the real data). With ``memo_dir``, a check
     that passed is remembered there under a digest of every file's name, size and modification time;
     the next check of the same unchanged files stats them and skips the headers."""
-    import hashlib
-    import stat
-
     import soundfile as sf
 
     stats, missing = [], []

@@ -328,13 +328,11 @@ def _run_model(lm: LoadedModel, batch: list, temperature: float, probs_of: dict)
     t0 = time.perf_counter()
     x = torch.from_numpy(np.concatenate([part.features for _, part in batch]))
     if isinstance(lm.model, DeviceHeads):  # each file with its recording device's head
-        devices = np.array([device_of(res.path) for res, part in batch for _ in part.starts])
+        devices = [device_of(res.path) for res, part in batch for _ in part.starts]
         logits = torch.empty(len(x), len(lm.classes), dtype=torch.float64)
-        for device in sorted(set(devices)):
-            pos = torch.from_numpy(np.flatnonzero(devices == device))
-            lm.model.select(device)
-            logits[pos] = lm.model(lm.norm(x[pos])).double() / temperature
-        lm.model.select("")
+        for pos in lm.model.by_device(devices):
+            idx = torch.from_numpy(pos)
+            logits[idx] = lm.model(lm.norm(x[idx])).double() / temperature
     else:
         logits = lm.model(lm.norm(x)).double() / temperature
     probs = torch.softmax(logits, dim=1).numpy()

@@ -151,15 +151,10 @@ def feature_logits(
     """Logits (len(rows), C) for rows of a (N, n_mels, frames) log-mel feature array; a model with device
     heads runs each row with the head of its recording device (``devices``, one per row; "" = unknown)."""
     if isinstance(lm.model, DeviceHeads) and devices is not None:
-        out = None
-        for device in sorted(set(devices)):
-            pos = np.array([i for i, d in enumerate(devices) if d == device])
-            lm.model.select(device)
-            part = feature_logits(lm, feats, rows[pos], batch_size)
-            out = np.empty((len(rows), part.shape[1]), dtype=part.dtype) if out is None else out
-            out[pos] = part
-        lm.model.select("")
-        return out if out is not None else np.zeros((0, len(lm.classes)), dtype=np.float32)
+        out = np.zeros((len(rows), len(lm.classes)), dtype=np.float32)
+        for pos in lm.model.by_device(devices):
+            out[pos] = feature_logits(lm, feats, rows[pos], batch_size)
+        return out
     dummy = np.zeros(len(rows), dtype=np.int64)
     logits, _ = predict_logits(
         lm.model, lm.norm, batches(feats, rows, dummy, batch_size), torch.device("cpu")

@@ -33,7 +33,7 @@ from tinyasc.frontend import Normalizer, band_statistics
 from tinyasc.models import get_model_info
 from tinyasc.rules import get_rules
 from tinyasc.rundir import RunDir
-from tinyasc.storage import Storage
+from tinyasc.storage import SIZE_PRECISIONS, Storage
 from tinyasc.train.distributed import Dist, epoch_order, init_distributed, shutdown
 from tinyasc.train.hooks import QuantizationAware, hook_states, load_hook_states, make_hooks
 from tinyasc.train.loop import loss_and_accuracy, predict_logits, train_one_epoch
@@ -300,28 +300,19 @@ def init_weights_from(model: nn.Module, cfg: Config, params: dict) -> None:
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in art["state"].items()})
 
 
-SIZE_PRECISION = {
-    "float32": "float32",
-    "float16": "float16",
-    "float16-all": "float16-all",
-    "int8": "int8",
-    "int8-qat": "int8",
-}
-
-
 def fitted_params(cfg: Config, params: dict, n_classes: int, progress: bool) -> dict:
     """``params`` with the widths that fit ``model.fit_bytes`` at the shipped precision for this many
     classes (``zoo.fit_width``), or unchanged when no byte target is set."""
     if cfg.model.fit_bytes is None:
         return params
     fitted, nbytes = fit_width(
-        cfg.model.name, n_classes, cfg.model.fit_bytes, SIZE_PRECISION[cfg.quantize], params
+        cfg.model.name, n_classes, cfg.model.fit_bytes, SIZE_PRECISIONS[cfg.quantize], params
     )
     if progress:
         widths = {k: v for k, v in fitted.items() if params.get(k) != v}
         print(
             f"model.fit_bytes={cfg.model.fit_bytes:,}: {cfg.model.name} for {n_classes} classes with {widths} "
-            f"stores {nbytes:,} bytes at {SIZE_PRECISION[cfg.quantize]}",
+            f"stores {nbytes:,} bytes at {SIZE_PRECISIONS[cfg.quantize]}",
             flush=True,
         )
     return fitted
@@ -331,7 +322,7 @@ def warn_over_budget(model: nn.Module, cfg: Config, n_classes: int) -> None:
     """Say before training when the model as it will ship is over the 128,000-byte limit for this many
     classes, and what its classifier head costs (the part that grows with the classes); under the rules
     of 2022 and later, the edition's verdict on the model as it will ship, always."""
-    precision = SIZE_PRECISION.get(cfg.quantize)
+    precision = SIZE_PRECISIONS.get(cfg.quantize)
     if precision is None:  # 1-bit: counted when the signs are packed
         return
     report = model_size(model, precision)

@@ -39,7 +39,7 @@ from tinyasc.data.dataset import prepare_splits
 from tinyasc.evaluate.run import evaluate_run
 from tinyasc.rules import get_rules
 from tinyasc.rundir import RunDir
-from tinyasc.storage import COMPRESS_STEPS, shipped_storage
+from tinyasc.storage import COMPRESS_STEPS, SIZE_PRECISIONS, shipped_storage
 from tinyasc.train.run import calibration_batches, fit
 
 STORAGE_STEPS = COMPRESS_STEPS  # --method storage step -> the config's quantize value
@@ -132,7 +132,7 @@ def sparsity_for_bytes(model: torch.nn.Module, precision: str, limit: int, exclu
     per-channel estimate (``compress/size.py``) and aims 0.5% (at least 256 bytes) below the limit for
     what the estimate leaves out; the compressed run's own report is the exact figure.
     """
-    count = "int8" if precision.startswith("int8") else precision
+    count = SIZE_PRECISIONS.get(precision, precision)
     dense = model_size(model, count).nonzero_bytes
     zeroed = copy.deepcopy(model)
     with torch.no_grad():
