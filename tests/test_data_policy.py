@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from tests.conftest import train_args
 from tinyasc.cli import main
@@ -73,3 +74,24 @@ def test_training_without_validation_keeps_the_last_epoch(tiny_corpus, tmp_path,
     assert split == {"method": "none", "train": 60, "validation": 0, "of": 60, "evaluate": 90}
     assert main(["calibrate", str(run), "--quiet"]) == 2
     assert "trained without a validation part" in capsys.readouterr().err
+
+
+def test_select_metric_logloss_keeps_the_lowest_validation_loss(tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    extra = ["train.select_metric=logloss", "train.lr=0.01"]  # a large rate: the loss moves between epochs
+    assert main(train_args(tiny_corpus, run, tmp_path / "cache", 4, extra)) == 0
+    records = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["val_loss"] for r in records]
+    assert records[-1]["best_epoch"] == 1 + losses.index(min(losses))  # first epoch on ties
+    assert torch.load(run / "best.pt", weights_only=True)["epoch"] == records[-1]["best_epoch"]
+
+
+def test_better_is_strict_and_follows_the_metric():
+    from tinyasc.train.run import better
+
+    best = {"epoch": 3, "val_accuracy": 0.5, "val_loss": 1.0}
+    assert better({"val_accuracy": 0.4, "val_loss": 0.9}, best, "logloss")
+    assert not better({"val_accuracy": 0.9, "val_loss": 1.0}, best, "logloss")  # a tie keeps epoch 3
+    assert better({"val_accuracy": 0.6, "val_loss": 2.0}, best, "accuracy")
+    assert not better({"val_accuracy": 0.5, "val_loss": 0.1}, best, "accuracy")
+    assert better({"val_accuracy": 0.0, "val_loss": 5.0}, {"epoch": 0, "val_accuracy": -1.0}, "logloss")

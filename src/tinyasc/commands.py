@@ -150,8 +150,13 @@ def cmd_subsets(a) -> int:
 def cmd_train(a) -> int:
     cfg = load_config(a.config, a.overrides)
     res = fit(cfg, a.run_dir, resume=a.resume, progress=not a.quiet)
-    acc = res["best"]["val_accuracy"]
-    chosen = f"val accuracy {acc:.3f}" if acc is not None else "the last epoch, no validation part"
+    best = res["best"]
+    if best["val_accuracy"] is None:
+        chosen = "the last epoch, no validation part"
+    elif cfg.train.select_metric == "logloss":
+        chosen = f"lowest val log loss {best['val_loss']:.3f}, val accuracy {best['val_accuracy']:.3f}"
+    else:
+        chosen = f"val accuracy {best['val_accuracy']:.3f}"
     print(
         f"trained {cfg.model.name}: selected epoch {res['best']['epoch']} ({chosen}); shipped {res['shipped']} in {a.run_dir}"
     )

@@ -157,10 +157,14 @@ class TrainConfig:
     mean_teacher_decay: float = between(
         0, 1, 0.999, lo_open=True, hi_open=True
     )  # EMA decay per optimiser step
-    # Model selection: the best validation accuracy among the epochs after this one (1-based). The
+    # Model selection: the best validation epoch (select_metric) among the epochs after this one (1-based). The
     # official StasherCallback(initial_delay=50) compares Keras's 0-based epoch with 50, so its first
     # selectable epoch is the 52nd: select_after 51.
     select_after: int = at_least(0, 51)
+    # what "best" means: "accuracy" (the official callback: highest validation accuracy, first epoch
+    # on ties) or "logloss" (lowest validation log loss; finer-grained than accuracy on a small
+    # validation part, where one clip moves accuracy by a whole step, and the metric DCASE ranks by)
+    select_metric: Literal["accuracy", "logloss"] = "accuracy"
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda"
     eval_batch_size: int = at_least(1, 64)
@@ -171,6 +175,10 @@ class TrainConfig:
     # or CUDA); "float16" (CUDA only, with a gradient scaler); "auto" = bfloat16 where the hardware
     # computes it natively, else float32. Weights, optimiser and evaluation stay float32.
     precision: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
+    # the training forward through torch.compile (validation, checkpoints and the shipped model use
+    # the plain model: same parameter names). The first steps pay the compilation (tens of seconds
+    # to minutes); on the CPU it needs a C++ compiler. benchmarks/train_speed.py measures it.
+    compile: bool = False
     # experiment trackers mirroring metrics.jsonl (the [tracking] extra); metrics.jsonl stays the truth
     trackers: tuple[Literal["tensorboard", "mlflow"], ...] = ()
 

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -78,6 +79,8 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
         layout = memory_format(model, hooks)
         model = model.to(device, memory_format=layout)
         net = data_parallel(model, cfg, d, device)
+        if cfg.train.compile:
+            net = compiled(net, device, progress)
         optimizer = make_optimizer(net.parameters(), cfg.train)
         start_epoch, best = 1, {"epoch": 0, "val_accuracy": -1.0}
         if state is not None:  # optimiser and RNG exactly as they were: a bit-identical continuation
@@ -125,9 +128,10 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
             )
             va = loss_and_accuracy(*predict_logits(model, norm, val_batches, device))
             record = epoch_record(epoch, lr, tr, va, len(val_mine), d, train_seconds, hooks)
-            # The official StasherCallback: the best validation accuracy after `select_after` epochs.
+            # The official StasherCallback: the best validation accuracy after `select_after` epochs
+            # (or the lowest validation log loss, train.select_metric).
             selectable = epoch > select_after and all(h.selectable() for h in hooks)
-            improved = record["val_accuracy"] is None or record["val_accuracy"] > best["val_accuracy"]
+            improved = record["val_accuracy"] is None or better(record, best, cfg.train.select_metric)
             if selectable and improved:  # no validation part: the last selectable epoch is kept
                 best = {k: record[k] for k in ("epoch", "val_accuracy", "val_loss")}
                 if d.is_main:
@@ -371,6 +375,20 @@ def memory_format(model: nn.Module, hooks) -> torch.memory_format:
     )
 
 
+def compiled(net: nn.Module, device: torch.device, progress: bool) -> nn.Module:
+    """``train.compile``: the training forward through ``torch.compile``. The wrapper shares the
+    parameters; validation, checkpoints and shipping keep using the plain model, so parameter names
+    and the shipped file are those of an uncompiled run."""
+    if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        raise ConfigError(
+            "train.compile=true: torch.compile on the CPU needs a C++ compiler (g++ or clang++) on PATH; "
+            "none was found (install one, or set train.compile=false)"
+        )
+    if progress:
+        print("compile: training forward through torch.compile (the first steps compile it)", flush=True)
+    return torch.compile(net)
+
+
 def mixed_precision(cfg: Config, device: torch.device, progress: bool) -> tuple:
     """``(autocast dtype or None, gradient scaler or None)`` of ``train.precision`` on ``device``."""
     try:
@@ -451,6 +469,13 @@ def start_records(
 
 
 # --- the epoch loop ---------------------------------------------------------------------------------
+
+
+def better(record: dict, best: dict, metric: str) -> bool:
+    """Whether this epoch's validation beats the best so far (strictly: ties keep the earlier epoch)."""
+    if metric == "logloss":
+        return record["val_loss"] < best.get("val_loss", math.inf)
+    return record["val_accuracy"] > best["val_accuracy"]
 
 
 def training_state(cfg: Config, model, optimizer, epoch: int, best: dict, hooks) -> dict:
