@@ -168,7 +168,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda"
     eval_batch_size: int = at_least(1, 64)
-    threads: int | None = at_least(1, None)  # torch intra-op threads on CPU; None = torch's default
+    threads: int | None = at_least(1, None)  # torch intra-op threads on CPU; None = the cores left
+    # processes reading training batches ahead (data/loader.py): None = 0 on the CPU, up to 4 on CUDA
+    # (pinned memory, non-blocking copies); on the CPU they are taken from the torch threads
+    loader_workers: int | None = at_least(0, None)
     init_from: str | None = None  # a tinyasc model file (float32 or float16) to start from: fine-tuning
     sync_batchnorm: bool = True  # DDP on CUDA: batch-norm statistics over the global batch
     # arithmetic of the training forward pass (autocast): "float32"; "bfloat16" (CPU with native bf16

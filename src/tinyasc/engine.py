@@ -82,6 +82,17 @@ def compute_threads(workers: int = 0, requested: int | None = None) -> int:
     return max(1, cores() - max(workers, 0))
 
 
+def loader_workers(requested: int | None, device_type: str, processes: int = 1) -> int:
+    """Batch-reading worker processes of one training process (``train.loader_workers``): as requested,
+    else none on the CPU (a reader would take a core from the model) and, on CUDA, up to 4 per process
+    from the cores the ``processes`` training processes of this machine share (one core each kept)."""
+    if requested is not None:
+        return requested
+    if device_type != "cuda":
+        return 0
+    return max(1, min(4, cores() // max(processes, 1) - 1))
+
+
 def native_bfloat16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where autocast pays off."""
     try:

@@ -179,8 +179,12 @@ def batches(
     order = torch.randperm(len(rows), generator=generator).numpy() if shuffle else np.arange(len(rows))
     for i in range(0, len(order), batch_size):
         pos = order[i : i + batch_size]
-        sel = rows[pos]
-        sort = np.argsort(sel)  # memmap reads in file order
-        x = np.empty((len(sel),) + features.shape[1:], dtype=np.float32)
-        x[sort] = features[sel[sort]]
-        yield torch.from_numpy(x).unsqueeze(1), torch.from_numpy(labels[pos]), pos
+        yield read_batch(features, rows[pos]), torch.from_numpy(labels[pos]), pos
+
+
+def read_batch(features: np.ndarray, sel: np.ndarray) -> torch.Tensor:
+    """Rows ``sel`` of the cache as one float32 batch (B, 1, ...), read in file order."""
+    sort = np.argsort(sel)  # memmap reads in file order
+    x = np.empty((len(sel),) + features.shape[1:], dtype=np.float32)
+    x[sort] = features[sel[sort]]
+    return torch.from_numpy(x).unsqueeze(1)

@@ -33,7 +33,8 @@ def train_one_epoch(
     recipe.train()
     total, correct, loss_sum = 0, 0, 0.0
     for x, y, pos in batch_iter:
-        x, y = x.to(device), y.to(device)
+        # non-blocking: from the pinned batches of the reader processes (data/loader.py) on CUDA
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         kw = {k: torch.from_numpy(v[pos]).to(device) for k, v in (extras or {}).items()}
         if recipe.logmel is not None:  # a waveform batch (B, 1, samples): augment, then log-mel
             with torch.no_grad():

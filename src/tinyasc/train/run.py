@@ -28,8 +28,9 @@ from tinyasc.compress.size import LIMIT_BYTES, head_note, model_size, storage_te
 from tinyasc.config import Config, ConfigError, TrainConfig, flatten, plain, with_absolute_paths
 from tinyasc.data.cache import cached_waveforms
 from tinyasc.data.dataset import Splits, batches, prepare_splits
+from tinyasc.data.loader import BatchLoader
 from tinyasc.distill.logits import join_logits
-from tinyasc.engine import autocast_dtype, compute_threads, cores
+from tinyasc.engine import autocast_dtype, compute_threads, cores, loader_workers
 from tinyasc.frontend import Normalizer, band_statistics
 from tinyasc.models import get_model_info
 from tinyasc.rules import get_rules
@@ -93,6 +94,7 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
         if state is not None:
             load_hook_states(hooks, state.get("hooks", state), f"{run.path / run.LAST}")
         source, source_rows, extras = training_inputs(cfg, splits, d, progress)
+        loader = BatchLoader(source, batch_readers(cfg, device), device.type == "cuda", cfg.train.seed)
         trackers = start_records(run, cfg, splits, state, start_epoch, hooks) if d.is_main else []
 
         # --- the epoch loop: train, validate, select, checkpoint
@@ -112,7 +114,7 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
                     net,
                     norm,
                     optimizer,
-                    batches(source, source_rows[order], train_y[order], per_rank_batch),
+                    loader.epoch(source_rows[order], train_y[order], per_rank_batch),
                     device,
                     recipe,
                     bar,
@@ -219,7 +221,11 @@ def resume_state(run: RunDir, cfg: Config) -> dict | None:
 
 def setup_process(cfg: Config, d: Dist, progress: bool = False) -> torch.device:
     """Threads, seeds and the device of this process; the engine settings are printed in the log."""
-    threads = compute_threads(requested=cfg.train.threads)
+    device = select_device(cfg.train.device)
+    if device.type == "cuda" and d.active:
+        device = torch.device("cuda", d.local_rank)
+    readers = batch_readers(cfg, device)
+    threads = compute_threads(workers=readers if device.type == "cpu" else 0, requested=cfg.train.threads)
     torch.set_num_threads(threads)
     if progress:
         alloc = (
@@ -228,15 +234,18 @@ def setup_process(cfg: Config, d: Dist, progress: bool = False) -> torch.device:
             else "tuned"
         )
         print(
-            f"engine: {threads} torch thread(s) on {cores()} core(s), allocator {alloc}, "
-            f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}",
+            f"engine: {threads} torch thread(s) on {cores()} core(s), {readers} batch reader process(es), "
+            f"allocator {alloc}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}",
             flush=True,
         )
     seed_everything(cfg.train.seed)
-    device = select_device(cfg.train.device)
-    if device.type == "cuda" and d.active:
-        device = torch.device("cuda", d.local_rank)
     return device
+
+
+def batch_readers(cfg: Config, device: torch.device) -> int:
+    """``train.loader_workers`` resolved for this process (torchrun's LOCAL_WORLD_SIZE processes share
+    the machine's cores)."""
+    return loader_workers(cfg.train.loader_workers, device.type, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 def select_device(name: str) -> torch.device:
