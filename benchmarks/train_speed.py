@@ -12,7 +12,10 @@ convolution (oneDNN, channels_last, the best of two shapes) on the same thread. 
 - ``system``: glibc's default allocator (what tinyasc did before ``engine.tune_allocator``);
 - ``tuned``: freed memory kept in the process (tinyasc's default now);
 - ``tuned+bf16``: and ``torch.autocast('cpu', bfloat16)``;
-- ``tuned+cl``: and channels_last memory format.
+- ``tuned+cl``: and channels_last memory format;
+- ``+compile`` on any of them (``--variants tuned tuned+compile tuned+bf16+compile``): the model
+  through ``torch.compile``, as ``train.compile`` does (its compilation is in the untimed warm-up step,
+  and printed separately).
 
 State the machine's load (printed) beside the figures.
 """
@@ -56,15 +59,17 @@ def make_step(name: str, batch: int, variant: str):
     info = get_model_info(name)
     x = torch.randn(batch, 1, info.n_mels, info.frames)
     y = torch.randint(0, 10, (batch,))
-    if variant.endswith("+cl"):
+    switches = set(variant.split("+")[1:])
+    if "cl" in switches:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
-    bf16 = variant.endswith("+bf16")
+    bf16 = "bf16" in switches
+    forward = torch.compile(model) if "compile" in switches else model
 
     def step():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(model(x).float(), y)
+            loss = F.cross_entropy(forward(x).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -72,15 +77,19 @@ def make_step(name: str, batch: int, variant: str):
     return step
 
 
-def measure(step, steps: int) -> tuple[float, float]:
-    step()  # warm-up: first-call allocations and oneDNN primitive creation
+def measure(step, steps: int) -> tuple[float, float, float]:
+    """(median CPU s, median wall s, wall s of the warm-up step): the warm-up step pays first-call
+    allocations, oneDNN primitive creation and, with +compile, the compilation."""
+    w0 = time.perf_counter()
+    step()
+    warm = time.perf_counter() - w0
     cpu, wall = [], []
     for _ in range(steps):
         c, w = time.process_time(), time.perf_counter()
         step()
         cpu.append(time.process_time() - c)
         wall.append(time.perf_counter() - w)
-    return statistics.median(cpu), statistics.median(wall)
+    return statistics.median(cpu), statistics.median(wall), warm
 
 
 def main() -> None:
@@ -96,26 +105,28 @@ def main() -> None:
     roof = roof_gflops()
     print(f"roof: {roof:.1f} GFLOP/s (3x3 conv, float32, one thread)\n")
     print(
-        "| model | variant | CPU ms/step | wall ms/step | clips/s per core | GFLOP/s | % of roof | vs system |"
+        "| model | variant | CPU ms/step | wall ms/step | clips/s per core | GFLOP/s | % of roof "
+        f"| vs {a.variants[0]} | first step s |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in a.models:
         macs = count_macs(create_model(name).eval()).total
         flops = 3 * 2 * macs * a.batch
-        times: dict[str, list[tuple[float, float]]] = {v: [] for v in a.variants}
+        times: dict[str, list[tuple[float, float, float]]] = {v: [] for v in a.variants}
         for _ in range(a.rounds):
             for v in a.variants:  # interleaved: A B C D A B C D
                 engine.tune_allocator(v != "system")
                 times[v].append(measure(make_step(name, a.batch, v), a.steps))
         engine.tune_allocator(True)
-        base = statistics.median(c for c, _ in times[a.variants[0]])
+        base = statistics.median(c for c, _, _ in times[a.variants[0]])
         for v in a.variants:
-            cpu = statistics.median(c for c, _ in times[v])
-            wall = statistics.median(w for _, w in times[v])
+            cpu = statistics.median(c for c, _, _ in times[v])
+            wall = statistics.median(w for _, w, _ in times[v])
+            first = max(f for _, _, f in times[v])
             gf = flops / cpu / 1e9
             print(
                 f"| {name} | {v} | {1000 * cpu:.1f} | {1000 * wall:.1f} | {a.batch / cpu:.1f} | {gf:.1f} | "
-                f"{100 * gf / roof:.1f}% | {base / cpu:.2f}x |"
+                f"{100 * gf / roof:.1f}% | {base / cpu:.2f}x | {first:.1f} |"
             )
 
 

@@ -131,6 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(overrides_into="overrides")
     s.add_argument("--out", required=True, help="folder of the runs (fold_K/) and crossval.json / .md")
     s.add_argument("--folds", nargs="+", help="the folds to hold out (default: every fold)")
+    s.add_argument(
+        "--teachers",
+        nargs="+",
+        metavar="CONFIG",
+        help="distil from a teacher ensemble of these configs, trained per fold without the held-out fold "
+        "(they take the data.* and frontend.duration overrides; sets train.kd_logits per fold)",
+    )
+    s.add_argument(
+        "--teacher-seeds", type=int, default=1, help="teachers per config, seeds 0..N-1 (default 1)"
+    )
     s.add_argument("--quiet", action="store_true")
 
     s = sub.add_parser(

@@ -181,7 +181,18 @@ def cmd_ensemble(a) -> int:
 
 
 def cmd_crossval(a) -> int:
-    summary = crossval(load_config(a.config, a.overrides), a.out, a.folds, progress=not a.quiet)
+    # The teachers share the student's dataset: they take its data.* overrides and the clip length.
+    if a.teacher_seeds < 1:
+        raise ConfigError(f"crossval --teacher-seeds: {a.teacher_seeds}; expected 1 or more")
+    shared = [o for o in a.overrides if o.startswith(("data.", "frontend.duration="))]
+    teachers = [
+        load_config(spec, [*shared, f"train.seed={seed}"])
+        for spec in a.teachers or []
+        for seed in range(a.teacher_seeds)
+    ]
+    summary = crossval(
+        load_config(a.config, a.overrides), a.out, a.folds, progress=not a.quiet, teachers=teachers
+    )
     print(format_summary(summary))
     print(f"runs and crossval.json in {a.out}")
     return 0

@@ -6,6 +6,10 @@ default one of the remaining folds) and is evaluated on fold ``k`` alone; no run
 held-out fold before its evaluation. The summary (``crossval.json``, ``crossval.md``) gives each fold's
 class-wise accuracy and log loss and their mean and standard deviation over the folds.
 
+Distillation (``--teachers``): for each fold, a teacher ensemble is trained on that fold's training
+data alone (``DIR/teachers/fold_k``, as ``tinyasc teachers`` makes one) and the fold's student learns
+from its logits, so no teacher ever sees the held-out fold either.
+
 Resumable: a finished fold is read back, an interrupted one continues from its checkpoint. Two
 processes may share ``DIR`` on one machine: a fold another process is training is left to it (its run
 directory is locked) and read back when that process has finished it.
@@ -25,6 +29,7 @@ from tinyasc.evaluate.run import evaluate_run
 from tinyasc.io import atomic_write_json, atomic_write_text
 from tinyasc.rundir import RunDir, RunLockedError
 from tinyasc.train.run import fit
+from tinyasc.workflows.teachers import train_teachers
 
 WAIT_SECONDS = 600  # how long to wait for a fold another process is training
 
@@ -51,20 +56,45 @@ def _finished(run: RunDir) -> bool:
     return bool(run.evaluation()) and run.float_model_path.exists()
 
 
+def with_teachers(cfg: Config, fold: str, teachers: list[Config], out: Path, progress: bool) -> Config:
+    """The student config of ``fold``: the teachers trained with ``fold`` held out, their logits as its
+    distillation targets."""
+    where = out / "teachers" / f"fold_{fold}"
+    train_teachers([fold_config(t, fold) for t in teachers], where, progress=progress)
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, kd_logits=str(where)))
+
+
 def _train_and_evaluate(cfg: Config, run: RunDir, progress: bool) -> None:
     if not run.float_model_path.exists():
         fit(cfg, run.path, resume=run.has_checkpoint, progress=progress)
     evaluate_run(run.path, progress=progress)
 
 
-def crossval(cfg: Config, out: str | Path, folds: list[str] | None = None, progress: bool = True) -> dict:
-    """Train and evaluate one run per held-out fold in ``out``; returns the summary (also written)."""
+def crossval(
+    cfg: Config,
+    out: str | Path,
+    folds: list[str] | None = None,
+    progress: bool = True,
+    teachers: list[Config] | None = None,
+) -> dict:
+    """Train and evaluate one run per held-out fold in ``out``; returns the summary (also written).
+    ``teachers``: configs of a teacher ensemble trained per fold for the student to distil."""
     out = Path(out)
     every = dataset_folds(cfg)
     folds = [str(f) for f in (folds or every)]
     unknown = [f for f in folds if f not in every]
     if unknown:
         raise ConfigError(f"crossval --folds: {unknown} not in the dataset's folds {every}")
+    if teachers and cfg.train.kd_logits:
+        raise ConfigError(
+            f"crossval --teachers: the config already names teacher logits (train.kd_logits="
+            f"{cfg.train.kd_logits}); teachers made on all folds would have seen the held-out fold"
+        )
+    for t in teachers or []:
+        if (t.data.csv, t.data.root) != (cfg.data.csv, cfg.data.root):
+            raise ConfigError(
+                f"crossval --teachers: a teacher's dataset ({t.data.csv}) is not the student's ({cfg.data.csv})"
+            )
     deferred = []
     for fold in folds:
         run = RunDir(out / f"fold_{fold}")
@@ -73,7 +103,10 @@ def crossval(cfg: Config, out: str | Path, folds: list[str] | None = None, progr
         try:
             if progress:
                 print(f"crossval: fold {fold} held out ({folds.index(fold) + 1} of {len(folds)})", flush=True)
-            _train_and_evaluate(fold_config(cfg, fold), run, progress)
+            student = fold_config(cfg, fold)
+            if teachers and not run.float_model_path.exists():
+                student = with_teachers(student, fold, teachers, out, progress)
+            _train_and_evaluate(student, run, progress)
         except RunLockedError:
             deferred.append(run)  # another process trains this fold
     deadline = time.time() + WAIT_SECONDS
@@ -103,6 +136,9 @@ def crossval(cfg: Config, out: str | Path, folds: list[str] | None = None, progr
     summary = {
         "config": cfg.hash(),
         "model": cfg.model.name,
+        "teachers": [
+            {"model": t.model.name, "config": t.hash(), "seed": t.train.seed} for t in teachers or []
+        ],
         "folds": rows,
         "accuracy_mean": statistics.fmean(r["accuracy"] for r in rows),
         "accuracy_std": statistics.stdev(r["accuracy"] for r in rows) if len(rows) > 1 else math.nan,
