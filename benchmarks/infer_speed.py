@@ -7,6 +7,11 @@ the model (normalisation inside, as ``tinyasc predict --runtime onnxruntime`` do
 clip at batch 1 on one thread: the log-mel of the clip, the PyTorch model and the onnxruntime session,
 interleaved call by call (A B A B) so that the machine's load falls on both alike. Prints the median
 wall time per call, the process CPU time per call, and the ratio PyTorch / onnxruntime, with the load.
+
+``--int8`` times the model's int8 forms in a second table, interleaved with its float32 PyTorch
+model: PyTorch's FX int8 (what ``quantize: int8`` ships; its activation ranges calibrated on 4 random
+batches, which changes nothing of the time) and onnxruntime's static int8 (QDQ, as ``tinyasc export
+--int8``), each against float32 in the same runtime.
 """
 
 from __future__ import annotations
@@ -32,7 +37,10 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--models", nargs="+", default=DEFAULT)
     p.add_argument("--calls", type=int, default=20)
+    p.add_argument("--int8", action="store_true", help="time the int8 forms against float32")
     a = p.parse_args()
+    if a.int8:
+        return int8_table(a.models, a.calls)
     torch.set_num_threads(1)
     print(f"load average {os.getloadavg()[0]:.2f}; 1 thread; batch 1; median of {a.calls} calls\n")
     print(
@@ -68,6 +76,48 @@ def main() -> None:
                 f"| {name} | {info.n_mels}x{info.frames} | {ms(fe_t, 0):.1f} | {ms(pt, 0):.1f} ({ms(pt, 1):.1f}) | "
                 f"{ms(ort, 0):.1f} ({ms(ort, 1):.1f}) | {ms(pt, 0) / ms(ort, 0):.2f}x | "
                 f"{(ms(fe_t, 0) + ms(pt, 0)) / (ms(fe_t, 0) + ms(ort, 0)):.2f}x |",
+                flush=True,
+            )
+
+
+def int8_table(models: list[str], calls: int) -> None:
+    from tinyasc.compress import int8
+    from tinyasc.export import quantize_onnx
+
+    torch.set_num_threads(1)
+    print(f"load average {os.getloadavg()[0]:.2f}; 1 thread; batch 1; median of {calls} calls; model only\n")
+    print(
+        "| model | PyTorch float32 ms | PyTorch FX int8 ms | int8 / float32 | onnxruntime float32 ms | "
+        "onnxruntime int8 ms | int8 / float32 |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        for name in models:
+            info = get_model_info(name)
+            x = torch.randn(1, 1, info.n_mels, info.frames)
+            net = create_model(name).eval()
+            prepared = int8.prepare(net, x)
+            int8.calibrate(prepared, [torch.randn(4, 1, info.n_mels, info.frames) for _ in range(4)])
+            q = int8.convert(prepared)
+            path, qpath = Path(tmp) / f"{name}.onnx", Path(tmp) / f"{name}_int8.onnx"
+            export_module(Deployable(Normalizer(info.n_mels), net).eval(), x, path)
+            quantize_onnx(
+                path, qpath, [torch.randn(1, 1, info.n_mels, info.frames).numpy() for _ in range(4)]
+            )
+            sessions = [onnx_session(path, threads=1), onnx_session(qpath, threads=1)]
+            xn = x.numpy()
+            for _ in range(3):  # warm-up
+                net(x), q(x), [s.run(None, {INPUT: xn}) for s in sessions]
+            rows: list[list] = [[], [], [], []]
+            for _ in range(calls):
+                rows[0].append(timed(net, x))
+                rows[1].append(timed(q, x))
+                rows[2].append(timed(sessions[0].run, None, {INPUT: xn}))
+                rows[3].append(timed(sessions[1].run, None, {INPUT: xn}))
+            ms = [1000 * statistics.median(r[0] for r in rows[i]) for i in range(4)]
+            print(
+                f"| {name} | {ms[0]:.1f} | {ms[1]:.1f} | {ms[1] / ms[0]:.2f}x | {ms[2]:.1f} | {ms[3]:.1f} | "
+                f"{ms[3] / ms[2]:.2f}x |",
                 flush=True,
             )
 

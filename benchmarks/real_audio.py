@@ -1,16 +1,30 @@
-"""Real recordings: ESC-10 5-fold cross-validation of the DCASE baseline and budget ensembles.
+"""Real recordings: ESC-10 5-fold cross-validation of the DCASE baseline, the real-audio recipe,
+distillation, budget ensembles and the zoo's families.
 
     python benchmarks/real_audio.py --esc10 ../shared/esc10 --out /tmp/real_audio [--epochs 100]
+        [--families resnet trident separable ...] [--family-epochs 40]
 
-Runs (resumable: finished folds are read back) ``tinyasc crossval`` for the DCASE 2021 baseline and
-for a small baseline (filters 8-8-16, dense 40) with seeds 0 and 1, then averages the two small runs
-of every fold into a budget ensemble (``tinyasc ensemble``) evaluated on the same held-out fold, and
-prints accuracy and log loss per fold, mean ± std over the folds, stored bytes and wall time. The
-real-audio recipe (chosen before it was measured, not by held-out results) is the baseline twice, seeds
-0 and 1, each stored int8 by post-training quantisation (``tinyasc compress --method int8-ptq``,
-calibrated on training clips) and averaged into one ensemble of about the float16 baseline's bytes. Every run
-selects its epoch on a validation fold taken from its training folds; no held-out fold is seen before
-its evaluation, and nothing here is tuned on a held-out fold.
+Every entry is a ``tinyasc crossval`` (resumable: finished folds are read back), so each of the five
+runs of an entry trains on three folds, selects its epoch on the fourth and is evaluated on the
+held-out fifth; no held-out fold is seen before its evaluation, and nothing here was tuned on a
+held-out fold. Entries:
+
+- ``baseline`` (seeds 0 and 1): ``configs/baseline.yaml``, 100 epochs; ``small``: the baseline with
+  filters 8-8-16 and dense 40 (seeds 0 and 1), and the two averaged (``tinyasc ensemble``);
+- ``real_audio`` (seeds 0-3): ``configs/real_audio.yaml`` (cosine decay, epoch by validation log loss);
+- ``kd`` (seeds 0 and 1): ``configs/real_audio.yaml`` distilled from the four ``real_audio`` seeds as
+  teachers (``crossval --teachers configs/real_audio.yaml --teacher-seeds 4``). Each fold's teachers are
+  the four ``real_audio`` runs of that fold, which were trained without it: the script copies them into
+  ``kd_seedS/teachers/fold_K/teacher_J`` instead of training the same configs again;
+- int8 pairs: two runs stored int8 (``tinyasc compress --method int8-ptq``, calibrated on training
+  clips) and averaged into one model of about the float16 baseline's bytes (baseline seeds 0 + 1; kd
+  seeds 0 + 1);
+- ``--families``: the zoo's family configs (``configs/<family>.yaml``) with the clip length of ESC-10,
+  ``--family-epochs`` epochs and the epoch selected after epoch 10 (their own 126-250 epochs do not fit
+  a CPU session), seed 0.
+
+Prints accuracy and log loss per fold, mean ± std over the folds, stored bytes (the 2021 rule) and the
+wall time of the entry in this call (0 when it was read back).
 """
 
 from __future__ import annotations
@@ -18,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -29,18 +44,18 @@ from tinyasc.workflows.crossval import crossval
 from tinyasc.workflows.ensemble import make_ensemble
 
 SMALL = "{filters: [8, 8, 16], dense: 40}"
+TEACHERS = 4
 
 
-def config(esc10: Path, cache: Path, epochs: int, *extra: str):
+def config(path: str, esc10: Path, cache: Path, *extra: str):
     return load_config(
-        "configs/baseline.yaml",
+        path,
         [
             "data.format=generic",
             f"data.csv={esc10 / 'meta.csv'}",
             f"data.root={esc10}",
             f"data.cache_dir={cache}",
             "frontend.duration=5",
-            f"train.epochs={epochs}",
             *extra,
         ],
     )
@@ -53,10 +68,10 @@ def folds_of(out: Path) -> list[dict]:
 def row(name: str, folds: list[dict], nbytes: int, seconds: float) -> str:
     acc = [100 * f["accuracy"] for f in folds]
     loss = [f["logloss"] for f in folds]
-    per = " | ".join(f"{a:.1f}%" for a in acc)
+    per = " | ".join(f"{a:.1f}% / {x:.3f}" for a, x in zip(acc, loss, strict=True))
     return (
         f"| {name} | {per} | **{statistics.fmean(acc):.1f}% ± {statistics.stdev(acc):.1f}** | "
-        f"{statistics.fmean(loss):.3f} ± {statistics.stdev(loss):.3f} | {nbytes:,} | {seconds / 60:.1f} |"
+        f"**{statistics.fmean(loss):.3f} ± {statistics.stdev(loss):.3f}** | {nbytes:,} | {seconds / 60:.1f} |"
     )
 
 
@@ -65,73 +80,84 @@ def main() -> None:
     p.add_argument("--esc10", type=Path, default=Path("../shared/esc10"))
     p.add_argument("--out", type=Path, default=Path("/tmp/real_audio"))
     p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--families", nargs="*", default=[], help="configs/<family>.yaml to cross-validate")
+    p.add_argument("--family-epochs", type=int, default=40)
     a = p.parse_args()
     esc10, out, cache = a.esc10.resolve(), a.out, a.out / "cache"
-    print(f"load average {os.getloadavg()}; ESC-10 at {esc10}; {a.epochs} epochs, seed 0 (and 1)")
-    plans = {
-        "baseline": config(esc10, cache, a.epochs),
-        "small_seed0": config(esc10, cache, a.epochs, f"model.params={SMALL}"),
-        "small_seed1": config(esc10, cache, a.epochs, f"model.params={SMALL}", "train.seed=1"),
-        "baseline_seed1": config(esc10, cache, a.epochs, "train.seed=1"),
-    }
-    seconds = {}
-    for name, cfg in plans.items():
-        t0 = time.time()
-        crossval(cfg, out / name, progress=False)
-        seconds[name] = time.time() - t0
+    print(f"load average {os.getloadavg()}; ESC-10 at {esc10}")
+    seconds: dict[str, float] = {}
+    runs: dict[str, Path] = {}
 
-    def ensemble(name: str, members: list[Path]) -> list[dict]:
+    def cv(name: str, cfg, teachers=None) -> None:
         t0 = time.time()
-        folds = []
+        crossval(cfg, out / name, progress=False, teachers=teachers)
+        seconds[name], runs[name] = time.time() - t0, out / name
+
+    def baseline(*extra: str):
+        return config("configs/baseline.yaml", esc10, cache, f"train.epochs={a.epochs}", *extra)
+
+    def real_audio(*extra: str):
+        return config("configs/real_audio.yaml", esc10, cache, *extra)
+
+    cv("baseline", baseline())
+    cv("baseline_seed1", baseline("train.seed=1"))
+    for s in (0, 1):
+        cv(f"small_seed{s}", baseline(f"model.params={SMALL}", f"train.seed={s}"))
+    for s in range(TEACHERS):
+        cv(f"real_audio_seed{s}", real_audio(f"train.seed={s}"))
+    teachers = [real_audio(f"train.seed={j}") for j in range(TEACHERS)]
+    for s in (0, 1):
+        name = f"kd_seed{s}"
+        for f in folds_of(out / "baseline"):  # the teachers of each fold: the real_audio runs of that fold
+            for j in range(TEACHERS):
+                dest = out / name / "teachers" / f"fold_{f['fold']}" / f"teacher_{j}"
+                if not dest.exists():
+                    shutil.copytree(out / f"real_audio_seed{j}" / f"fold_{f['fold']}", dest)
+        cv(name, real_audio(f"train.seed={s}"), teachers=teachers)
+
+    def each_fold(name: str, make) -> None:
+        """``make(fold, target)`` for every fold whose ``name/fold_K`` is not evaluated yet."""
+        t0 = time.time()
         for f in folds_of(out / "baseline"):
             target = out / name / f"fold_{f['fold']}"
             if not RunDir(target).evaluation():
-                make_ensemble([m / f"fold_{f['fold']}" for m in members], target)
-            m = RunDir(target).evaluation()["overall"]
-            folds.append({"fold": f["fold"], "accuracy": m["accuracy"], "logloss": m["logloss"]})
-        seconds[name] = time.time() - t0
-        return folds
-
-    def int8(name: str) -> list[dict]:  # every fold's run stored int8 (PTQ), evaluated on its held-out fold
-        t0 = time.time()
-        folds = []
-        for f in folds_of(out / name):
-            target = out / f"{name}_int8" / f"fold_{f['fold']}"
-            if not RunDir(target).evaluation():
                 target.parent.mkdir(parents=True, exist_ok=True)
-                compress_run(
-                    out / name / f"fold_{f['fold']}", target, "int8-ptq", resume=True, progress=False
-                )
-            m = RunDir(target).evaluation()["overall"]
+                make(f["fold"], target)
+        folds = []
+        for f in folds_of(out / "baseline"):
+            m = RunDir(out / name / f"fold_{f['fold']}").evaluation()["overall"]
             folds.append({"fold": f["fold"], "accuracy": m["accuracy"], "logloss": m["logloss"]})
-        seconds[f"{name}_int8"] = time.time() - t0
-        return folds
+        seconds[name], runs[name] = time.time() - t0, out / name
+        (out / name / "crossval.json").write_text(json.dumps({"folds": folds}))
 
-    ens_folds = ensemble("ensemble", [out / "small_seed0", out / "small_seed1"])
-    int8_folds = {name: int8(name) for name in ("baseline", "baseline_seed1")}
-    recipe_folds = ensemble("recipe", [out / "baseline_int8", out / "baseline_seed1_int8"])
-
-    def nbytes(run: Path) -> int:
-        return RunDir(run).size()["nonzero_bytes"]
-
-    header = " | ".join(f"fold {f['fold']}" for f in ens_folds)
-    print(f"\n| model | {header} | accuracy mean ± std | log loss mean ± std | bytes | minutes |")
-    print("|---|" + "---|" * (len(ens_folds) + 4))
-    for name in plans:
-        print(row(name, folds_of(out / name), nbytes(out / name / "fold_1"), seconds[name]))
-    print(
-        row("ensemble of the two small", ens_folds, nbytes(out / "ensemble" / "fold_1"), seconds["ensemble"])
-    )
-    for name, folds in int8_folds.items():
-        print(row(f"{name} int8", folds, nbytes(out / f"{name}_int8" / "fold_1"), seconds[f"{name}_int8"]))
-    print(
-        row(
-            "recipe: ensemble of the two int8 baselines",
-            recipe_folds,
-            nbytes(out / "recipe" / "fold_1"),
-            seconds["recipe"],
+    def int8(name: str) -> None:  # every fold's run stored int8 (PTQ), evaluated on its held-out fold
+        each_fold(
+            f"{name}_int8",
+            lambda fold, target: compress_run(
+                out / name / f"fold_{fold}", target, "int8-ptq", resume=True, progress=False
+            ),
         )
-    )
+
+    def ensemble(name: str, members: list[str]) -> None:
+        each_fold(
+            name, lambda fold, target: make_ensemble([out / m / f"fold_{fold}" for m in members], target)
+        )
+
+    ensemble("small_pair", ["small_seed0", "small_seed1"])
+    for name in ("baseline", "baseline_seed1", "kd_seed0", "kd_seed1"):
+        int8(name)
+    ensemble("baseline_int8_pair", ["baseline_int8", "baseline_seed1_int8"])
+    ensemble("kd_int8_pair", ["kd_seed0_int8", "kd_seed1_int8"])
+    for family in a.families:
+        extra = (f"train.epochs={a.family_epochs}", "train.select_after=10")
+        cv(f"family_{family}", config(f"configs/{family}.yaml", esc10, cache, *extra))
+
+    header = " | ".join(f"fold {f['fold']}" for f in folds_of(out / "baseline"))
+    print(f"\n| model | {header} | accuracy mean ± std | log loss mean ± std | bytes | minutes |")
+    print("|---|" + "---|" * (len(folds_of(out / "baseline")) + 4))
+    for name, where in runs.items():
+        nbytes = RunDir(where / "fold_1").size()["nonzero_bytes"]
+        print(row(name, folds_of(where), nbytes, seconds[name]))
 
 
 if __name__ == "__main__":
