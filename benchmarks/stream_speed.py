@@ -6,8 +6,9 @@ Streams a noise recording through ``stream_predict`` (hop 1 s, window = the mode
 each model as registered (untrained weights: the time is the same), its own frontend, on one thread,
 and prints the median and worst time per hop (log-mel of the window + the model) and the real-time
 factor (processing time over audio time), with the incremental log-mel (the default) and with every
-window's log-mel computed whole, interleaved A B A B, and the ratio of their median hops. State the
-machine's load (printed) beside the figures.
+window's log-mel computed whole, interleaved A B A B, and the ratio of their median hops; beside the
+wall times, the process CPU time per hop (the whole stream's CPU time over its hops, decoding included).
+State the machine's load (printed) beside the figures.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import io
 import os
 import statistics
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,10 +42,10 @@ def main() -> None:
     torch.set_num_threads(1)
     print(f"load average {os.getloadavg()}; 1 thread; hop {a.hop} s; {a.seconds} s of audio\n")
     print(
-        "| model | frontend | per hop median ms | per hop max ms | real-time factor | whole-window log-mel: "
-        "median ms | incremental speed-up |"
+        "| model | frontend | per hop median ms | per hop max ms | CPU ms per hop | real-time factor | "
+        "whole-window log-mel: median ms (CPU ms per hop) | incremental speed-up |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "noise.wav"
         sf.write(path, np.random.default_rng(0).normal(0, 0.1, 44100 * a.seconds).astype(np.float32), 44100)
@@ -54,18 +56,22 @@ def main() -> None:
                 create_model(name).eval(), Normalizer(info.n_mels), fe, tuple("abcdefghij"), "float32", path
             )
             runs = {True: [], False: []}
+            cpu = {True: [], False: []}
             for _ in range(2):  # A B A B
                 for incremental in (True, False):
+                    c0 = time.process_time()
                     _, stats = stream_predict(
                         lm, file_blocks(path, 4096), a.hop, out=io.StringIO(), incremental=incremental
                     )
+                    cpu[incremental].append((time.process_time() - c0) / max(stats.hops, 1))
                     runs[incremental].append(stats)
             ms = [1000 * s for st in runs[True] for s in st.hop_seconds]
             whole = [1000 * s for st in runs[False] for s in st.hop_seconds]
             rtf = statistics.fmean(st.real_time_factor for st in runs[True])
             print(
                 f"| {name} | {info.n_mels}x{info.frames} | {statistics.median(ms):.1f} | {max(ms):.1f} | "
-                f"{rtf:.4f} | {statistics.median(whole):.1f} | {statistics.median(whole) / statistics.median(ms):.2f}x |",
+                f"{1000 * statistics.fmean(cpu[True]):.1f} | {rtf:.4f} | {statistics.median(whole):.1f} "
+                f"({1000 * statistics.fmean(cpu[False]):.1f}) | {statistics.median(whole) / statistics.median(ms):.2f}x |",
                 flush=True,
             )
 
