@@ -22,13 +22,17 @@ import os
 import statistics
 import time
 
-import numpy as np
-import soundfile as sf
-import torch
+from tinyasc import engine
 
-from timing import timed
-from tinyasc.config import FrontendConfig
-from tinyasc.frontend import LogMel, mel_filterbank
+engine.prepare_process()  # as every tinyasc command: before numpy loads (one BLAS thread, no spinning)
+
+import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
+import torch  # noqa: E402
+
+from timing import timed  # noqa: E402
+from tinyasc.config import FrontendConfig  # noqa: E402
+from tinyasc.frontend import LogMel, mel_filterbank  # noqa: E402
 
 FRONTENDS = {
     "baseline 40x500": {},

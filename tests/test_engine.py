@@ -1,6 +1,7 @@
 """The engine settings: allocator, threads, mixed precision."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -32,6 +33,32 @@ def test_omp_wait_policy_is_passive_unless_set(monkeypatch):
     assert engine.prepare_process()["omp_wait_policy"] == "PASSIVE"
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     assert engine.prepare_process()["omp_wait_policy"] == "ACTIVE"
+
+
+def test_numpy_blas_keeps_to_one_thread_unless_set(monkeypatch):
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    assert engine.prepare_process()["openblas_threads"] == "1"
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
+    assert engine.prepare_process()["openblas_threads"] == "4"
+
+
+def test_a_command_process_has_no_spinning_blas_thread():
+    """numpy loaded after the engine's settings: a matrix product leaves no second thread burning CPU."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os\n"
+        "from tinyasc import engine\n"
+        "engine.prepare_process()\n"
+        "import numpy as np\n"
+        "a = np.ones((64, 1025), np.float32); b = np.ones((1025, 501), np.float32)\n"
+        "for _ in range(50): a @ b\n"
+        "print(len(os.listdir('/proc/self/task')))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert int(out.stdout) == 1  # OpenBLAS started no worker threads
 
 
 def test_autocast_dtypes(monkeypatch):

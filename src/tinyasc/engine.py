@@ -10,8 +10,12 @@ turns it off.
 
 **Threads.** OpenMP threads that spin while they wait burn the cores other processes need (decoding
 workers, a second job on a busy machine): ``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets
-it, before torch loads. ``compute_threads`` gives the model the cores the worker processes leave, so
-that threads times processes never exceed the cores.
+it, before torch loads. numpy's OpenBLAS starts a thread per core and, after every matrix product,
+lets them spin for a while: one product in a loop (librosa's mel projection, beside tinyasc's one-thread
+log-mel) made the process burn twice its wall time, the second core spinning (measured by the threads'
+CPU ticks in /proc). tinyasc's arithmetic is torch's, so ``OPENBLAS_NUM_THREADS=1`` unless the
+environment sets it, before numpy loads. ``compute_threads`` gives the model the cores the worker
+processes leave, so that threads times processes never exceed the cores.
 """
 
 from __future__ import annotations
@@ -55,15 +59,21 @@ def tune_allocator(enable: bool | None = None) -> bool:
 
 
 def passive_waits() -> None:
-    """OpenMP threads sleep instead of spinning while they wait; before torch loads, unless set."""
+    """OpenMP threads sleep instead of spinning while they wait, and numpy's BLAS keeps to one thread;
+    before torch and numpy load, unless the environment sets them."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def prepare_process() -> dict:
     """What every command does first: the allocator and the OpenMP wait policy. Returns the settings."""
     passive_waits()
     allocator = "tuned" if tune_allocator() else "system"
-    return {"allocator": allocator, "omp_wait_policy": os.environ["OMP_WAIT_POLICY"]}
+    return {
+        "allocator": allocator,
+        "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
+        "openblas_threads": os.environ["OPENBLAS_NUM_THREADS"],
+    }
 
 
 def cores() -> int:
