@@ -1,27 +1,34 @@
-"""Real recordings: ESC-10 5-fold cross-validation of the DCASE baseline, the real-audio recipe,
-distillation, budget ensembles and the zoo's families.
+"""Real recordings: ESC-10 5-fold cross-validation of the DCASE baseline, the real-audio recipe, the
+variants tried on the way, distillation, budget ensembles and the zoo's families.
 
-    python benchmarks/real_audio.py --esc10 ../shared/esc10 --out /tmp/real_audio [--epochs 100]
-        [--families resnet trident separable ...] [--family-epochs 40]
+    python benchmarks/real_audio.py --esc10 ../shared/esc10 --out /tmp/real_audio [--jobs 2]
+        [--families resnet trident ...] [--family-epochs 40]
 
-Every entry is a ``tinyasc crossval`` (resumable: finished folds are read back), so each of the five
-runs of an entry trains on three folds, selects its epoch on the fourth and is evaluated on the
-held-out fifth; no held-out fold is seen before its evaluation, and nothing here was tuned on a
-held-out fold. Entries:
+Every entry is a ``tinyasc crossval`` (resumable: finished folds are read back; ``--jobs`` folds at
+once), so each of the five runs of an entry trains on three folds, selects its epoch on the fourth and
+is evaluated on the held-out fifth; no held-out fold is seen before its evaluation. Entries:
 
-- ``baseline`` (seeds 0 and 1): ``configs/baseline.yaml``, 100 epochs; ``small``: the baseline with
-  filters 8-8-16 and dense 40 (seeds 0 and 1), and the two averaged (``tinyasc ensemble``);
-- ``real_audio`` (seeds 0-3): ``configs/real_audio.yaml`` (cosine decay, epoch by validation log loss);
-- ``kd`` (seeds 0 and 1): ``configs/real_audio.yaml`` distilled from the four ``real_audio`` seeds as
-  teachers (``crossval --teachers configs/real_audio.yaml --teacher-seeds 4``). Each fold's teachers are
-  the four ``real_audio`` runs of that fold, which were trained without it: the script copies them into
-  ``kd_seedS/teachers/fold_K/teacher_J`` instead of training the same configs again;
+- ``baseline_seedS`` (S = 0-3): ``configs/baseline.yaml``, 100 epochs;
+- ``small_seedS`` (0, 1): the baseline with filters 8-8-16 and dense 40, and ``small_pair``, the two
+  averaged (``tinyasc ensemble``);
+- ``cosine_seedS`` (0-3): the baseline with the learning rate decayed (cosine from epoch 20 to 1e-5)
+  and the epoch selected by the lowest validation log loss (``train.select_metric=logloss``);
+- ``kd_seedS`` (0, 1): the cosine variant distilled from the four cosine runs of its fold as teachers
+  (``crossval --teachers``); each fold's teachers are the cosine runs of that fold, trained without
+  it, which the script copies into ``kd_seedS/teachers/fold_K/teacher_J`` instead of training the
+  same configs again;
+- ``real_audio_seedS`` (0-3): ``configs/real_audio.yaml`` (circular time roll and gain);
 - int8 pairs: two runs stored int8 (``tinyasc compress --method int8-ptq``, calibrated on training
-  clips) and averaged into one model of about the float16 baseline's bytes (baseline seeds 0 + 1; kd
-  seeds 0 + 1);
+  clips) and averaged into one model of about the float16 baseline's bytes: ``baseline_int8_pair``
+  (seeds 0 + 1), ``baseline_int8_pair23`` (2 + 3), ``real_audio_int8_pair`` (0 + 1) and
+  ``real_audio_int8_pair23`` (2 + 3);
 - ``--families``: the zoo's family configs (``configs/<family>.yaml``) with the clip length of ESC-10,
-  ``--family-epochs`` epochs and the epoch selected after epoch 10 (their own 126-250 epochs do not fit
-  a CPU session), seed 0.
+  ``--family-epochs`` epochs and the epoch selected after epoch 10, seed 0.
+
+The recipe was chosen among the variants by their validation folds, never the held-out ones: the mean
+over folds and seeds of the validation log loss and accuracy at the last epoch (``--validation``
+prints them; the last epoch, because the selected epoch's validation figures are biased towards the
+variants that select on them).
 
 Prints accuracy and log loss per fold, mean ± std over the folds, stored bytes (the 2021 rule) and the
 wall time of the entry in this call (0 when it was read back).
@@ -75,6 +82,22 @@ def row(name: str, folds: list[dict], nbytes: int, seconds: float) -> str:
     )
 
 
+def validation(where: Path) -> tuple[float, float, float, float]:
+    """Mean over the folds of the validation log loss and accuracy at the last and the selected epoch."""
+    last, chosen = [], []
+    for k in range(1, 6):
+        records = [json.loads(x) for x in (where / f"fold_{k}" / "metrics.jsonl").read_text().splitlines()]
+        best = next(r for r in records if r["epoch"] == records[-1]["best_epoch"])
+        last.append((records[-1]["val_loss"], records[-1]["val_accuracy"]))
+        chosen.append((best["val_loss"], best["val_accuracy"]))
+    return (
+        statistics.fmean(x for x, _ in last),
+        statistics.fmean(y for _, y in last),
+        statistics.fmean(x for x, _ in chosen),
+        statistics.fmean(y for _, y in chosen),
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--esc10", type=Path, default=Path("../shared/esc10"))
@@ -82,6 +105,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--families", nargs="*", default=[], help="configs/<family>.yaml to cross-validate")
     p.add_argument("--family-epochs", type=int, default=40)
+    p.add_argument("--jobs", type=int, default=1, help="folds trained at once (crossval --jobs)")
+    p.add_argument("--validation", action="store_true", help="print the validation figures of each entry")
     a = p.parse_args()
     esc10, out, cache = a.esc10.resolve(), a.out, a.out / "cache"
     print(f"load average {os.getloadavg()}; ESC-10 at {esc10}")
@@ -90,7 +115,7 @@ def main() -> None:
 
     def cv(name: str, cfg, teachers=None) -> None:
         t0 = time.time()
-        crossval(cfg, out / name, progress=False, teachers=teachers)
+        crossval(cfg, out / name, progress=False, teachers=teachers, jobs=a.jobs)
         seconds[name], runs[name] = time.time() - t0, out / name
 
     def baseline(*extra: str):
@@ -99,32 +124,43 @@ def main() -> None:
     def real_audio(*extra: str):
         return config("configs/real_audio.yaml", esc10, cache, *extra)
 
-    cv("baseline", baseline())
-    cv("baseline_seed1", baseline("train.seed=1"))
+    def cosine(*extra: str):
+        return baseline(
+            "train.schedule=cosine",
+            "train.decay_start=20",
+            "train.lr_min=1e-5",
+            "train.select_metric=logloss",
+            *extra,
+        )
+
+    for s in range(4):
+        cv(f"baseline_seed{s}", baseline(f"train.seed={s}"))
     for s in (0, 1):
         cv(f"small_seed{s}", baseline(f"model.params={SMALL}", f"train.seed={s}"))
     for s in range(TEACHERS):
-        cv(f"real_audio_seed{s}", real_audio(f"train.seed={s}"))
-    teachers = [real_audio(f"train.seed={j}") for j in range(TEACHERS)]
+        cv(f"cosine_seed{s}", cosine(f"train.seed={s}"))
+    teachers = [cosine(f"train.seed={j}") for j in range(TEACHERS)]
     for s in (0, 1):
         name = f"kd_seed{s}"
-        for f in folds_of(out / "baseline"):  # the teachers of each fold: the real_audio runs of that fold
+        for f in folds_of(out / "baseline_seed0"):  # the teachers of each fold: the cosine runs of that fold
             for j in range(TEACHERS):
                 dest = out / name / "teachers" / f"fold_{f['fold']}" / f"teacher_{j}"
                 if not dest.exists():
-                    shutil.copytree(out / f"real_audio_seed{j}" / f"fold_{f['fold']}", dest)
-        cv(name, real_audio(f"train.seed={s}"), teachers=teachers)
+                    shutil.copytree(out / f"cosine_seed{j}" / f"fold_{f['fold']}", dest)
+        cv(name, cosine(f"train.seed={s}"), teachers=teachers)
+    for s in range(4):
+        cv(f"real_audio_seed{s}", real_audio(f"train.seed={s}"))
 
     def each_fold(name: str, make) -> None:
         """``make(fold, target)`` for every fold whose ``name/fold_K`` is not evaluated yet."""
         t0 = time.time()
-        for f in folds_of(out / "baseline"):
+        for f in folds_of(out / "baseline_seed0"):
             target = out / name / f"fold_{f['fold']}"
             if not RunDir(target).evaluation():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 make(f["fold"], target)
         folds = []
-        for f in folds_of(out / "baseline"):
+        for f in folds_of(out / "baseline_seed0"):
             m = RunDir(out / name / f"fold_{f['fold']}").evaluation()["overall"]
             folds.append({"fold": f["fold"], "accuracy": m["accuracy"], "logloss": m["logloss"]})
         seconds[name], runs[name] = time.time() - t0, out / name
@@ -144,17 +180,27 @@ def main() -> None:
         )
 
     ensemble("small_pair", ["small_seed0", "small_seed1"])
-    for name in ("baseline", "baseline_seed1", "kd_seed0", "kd_seed1"):
-        int8(name)
-    ensemble("baseline_int8_pair", ["baseline_int8", "baseline_seed1_int8"])
-    ensemble("kd_int8_pair", ["kd_seed0_int8", "kd_seed1_int8"])
+    for family in ("baseline", "real_audio"):
+        for seed in range(4):
+            int8(f"{family}_seed{seed}")
+        ensemble(f"{family}_int8_pair", [f"{family}_seed0_int8", f"{family}_seed1_int8"])
+        ensemble(f"{family}_int8_pair23", [f"{family}_seed2_int8", f"{family}_seed3_int8"])
     for family in a.families:
         extra = (f"train.epochs={a.family_epochs}", "train.select_after=10")
         cv(f"family_{family}", config(f"configs/{family}.yaml", esc10, cache, *extra))
 
-    header = " | ".join(f"fold {f['fold']}" for f in folds_of(out / "baseline"))
+    if a.validation:
+        print(
+            "\n| entry | last-epoch validation log loss | accuracy | selected-epoch validation log loss | accuracy |"
+        )
+        print("|---|---|---|---|---|")
+        for name, where in runs.items():
+            if (where / "fold_1" / "metrics.jsonl").exists():
+                print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in validation(where)) + " |")
+
+    header = " | ".join(f"fold {f['fold']}" for f in folds_of(out / "baseline_seed0"))
     print(f"\n| model | {header} | accuracy mean ± std | log loss mean ± std | bytes | minutes |")
-    print("|---|" + "---|" * (len(folds_of(out / "baseline")) + 4))
+    print("|---|" + "---|" * (len(folds_of(out / "baseline_seed0")) + 4))
     for name, where in runs.items():
         nbytes = RunDir(where / "fold_1").size()["nonzero_bytes"]
         print(row(name, folds_of(where), nbytes, seconds[name]))
