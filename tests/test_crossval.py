@@ -103,37 +103,3 @@ def test_crossval_distils_from_teachers_that_never_saw_the_held_out_fold(tmp_pat
     bad = [*args[:-1], "train.kd_logits=elsewhere", "--quiet"]
     assert main(bad) == 2
     assert "teachers made on all folds would have seen the held-out fold" in capsys.readouterr().err
-
-
-def test_crossval_jobs_trains_the_same_runs_side_by_side(tmp_path, capsys):
-    data = _dataset(tmp_path / "data")
-    common = [
-        "crossval",
-        "configs/baseline.yaml",
-        "data.format=generic",
-        f"data.csv={data / 'meta.csv'}",
-        f"data.root={data}",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        "frontend.duration=2",
-        "train.epochs=2",
-        "train.select_after=0",
-        "train.threads=1",  # the same arithmetic in both ways
-    ]
-    assert main([*common, "--out", str(tmp_path / "one"), "--quiet"]) == 0
-    capsys.readouterr()
-    assert main([*common, "--jobs", "2", "--out", str(tmp_path / "two")]) == 0
-    out = capsys.readouterr().out
-    assert "3 folds, 2 at a time in worker processes" in out and "crossval: fold 2 done" in out
-    for fold in ("1", "2", "3"):
-        a, b = (
-            [
-                json.loads(ln)["train_loss"]
-                for ln in (tmp_path / w / f"fold_{fold}" / "metrics.jsonl").read_text().splitlines()
-            ]
-            for w in ("one", "two")
-        )
-        assert a == b
-    one, two = (json.loads((tmp_path / w / "crossval.json").read_text()) for w in ("one", "two"))
-    assert one["folds"] == two["folds"]
-    assert main([*common, "--jobs", "0", "--out", str(tmp_path / "x"), "--quiet"]) == 2
-    assert "crossval --jobs: 0; expected 1 or more" in capsys.readouterr().err

@@ -141,12 +141,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--teacher-seeds", type=int, default=1, help="teachers per config, seeds 0..N-1 (default 1)"
     )
-    s.add_argument(
-        "--jobs",
-        type=int,
-        default=1,
-        help="folds trained at once in worker processes, the cores shared among them (default 1)",
-    )
     s.add_argument("--quiet", action="store_true")
 
     s = sub.add_parser(

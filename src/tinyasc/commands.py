@@ -181,8 +181,6 @@ def cmd_ensemble(a) -> int:
 
 
 def cmd_crossval(a) -> int:
-    if a.jobs < 1:
-        raise ConfigError(f"crossval --jobs: {a.jobs}; expected 1 or more")
     # The teachers share the student's dataset: they take its data.* overrides and the clip length.
     if a.teacher_seeds < 1:
         raise ConfigError(f"crossval --teacher-seeds: {a.teacher_seeds}; expected 1 or more")
@@ -193,12 +191,7 @@ def cmd_crossval(a) -> int:
         for seed in range(a.teacher_seeds)
     ]
     summary = crossval(
-        load_config(a.config, a.overrides),
-        a.out,
-        a.folds,
-        progress=not a.quiet,
-        teachers=teachers,
-        jobs=a.jobs,
+        load_config(a.config, a.overrides), a.out, a.folds, progress=not a.quiet, teachers=teachers
     )
     print(format_summary(summary))
     print(f"runs and crossval.json in {a.out}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import multiprocessing
 import os
 import signal
 import sys
@@ -39,14 +38,9 @@ def _start_worker(parent_pid: int, initializer: Callable | None, initargs: tuple
 
 
 def worker_pool(
-    workers: int, initializer: Callable | None = None, initargs: tuple = (), start: str | None = None
+    workers: int, initializer: Callable | None = None, initargs: tuple = ()
 ) -> ProcessPoolExecutor:
-    """A process pool whose workers die with this process (see the module docstring). ``start``: the
-    multiprocessing start method (None: the platform's; "spawn" for workers that run torch, whose
-    OpenMP runtime is not safe to fork once used)."""
+    """A process pool whose workers die with this process (see the module docstring)."""
     return ProcessPoolExecutor(
-        max_workers=workers,
-        initializer=_start_worker,
-        initargs=(os.getpid(), initializer, initargs),
-        mp_context=multiprocessing.get_context(start) if start else None,
+        max_workers=workers, initializer=_start_worker, initargs=(os.getpid(), initializer, initargs)
     )

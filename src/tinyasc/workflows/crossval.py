@@ -13,11 +13,6 @@ from its logits, so no teacher ever sees the held-out fold either.
 Resumable: a finished fold is read back, an interrupted one continues from its checkpoint. Two
 processes may share ``DIR`` on one machine: a fold another process is training is left to it (its run
 directory is locked) and read back when that process has finished it.
-
-``--jobs N`` trains N folds at once in worker processes, each with the cores divided among them
-(``train.threads`` = cores // N, one cache worker): small models on small data use a second core
-poorly, so two one-thread runs side by side finish about twice the folds of one two-thread run
-(README, real recordings). The runs are the same runs as one at a time, but for the thread count.
 """
 
 from __future__ import annotations
@@ -26,15 +21,12 @@ import dataclasses
 import math
 import statistics
 import time
-from concurrent.futures import as_completed
 from pathlib import Path
 
-from tinyasc import engine
 from tinyasc.config import Config, ConfigError
 from tinyasc.data.dataset import load_index
 from tinyasc.evaluate.run import evaluate_run
 from tinyasc.io import atomic_write_json, atomic_write_text
-from tinyasc.procs import worker_pool
 from tinyasc.rundir import RunDir, RunLockedError
 from tinyasc.train.run import fit
 from tinyasc.workflows.teachers import train_teachers
@@ -78,41 +70,15 @@ def _train_and_evaluate(cfg: Config, run: RunDir, progress: bool) -> None:
     evaluate_run(run.path, progress=progress)
 
 
-def _fold(cfg: Config, fold: str, out: Path, teachers: list[Config] | None, progress: bool) -> None:
-    """Train (with its teachers, if any) and evaluate the run that holds out ``fold``."""
-    run = RunDir(out / f"fold_{fold}")
-    student = fold_config(cfg, fold)
-    if teachers and not run.float_model_path.exists():
-        student = with_teachers(student, fold, teachers, out, progress)
-    _train_and_evaluate(student, run, progress)
-
-
-def _fold_in_worker(cfg: Config, fold: str, out: Path, teachers: list[Config] | None, threads: int) -> str:
-    """``_fold`` in a worker process of ``--jobs``, with its share of the cores."""
-    engine.tune_allocator()  # per process: a spawned worker starts with glibc's defaults
-
-    def share(c: Config) -> Config:
-        return dataclasses.replace(
-            c,
-            train=dataclasses.replace(c.train, threads=c.train.threads or threads),
-            data=dataclasses.replace(c.data, workers=1),
-        )
-
-    _fold(share(cfg), fold, out, [share(t) for t in teachers or []], progress=False)
-    return fold
-
-
 def crossval(
     cfg: Config,
     out: str | Path,
     folds: list[str] | None = None,
     progress: bool = True,
     teachers: list[Config] | None = None,
-    jobs: int = 1,
 ) -> dict:
     """Train and evaluate one run per held-out fold in ``out``; returns the summary (also written).
-    ``teachers``: configs of a teacher ensemble trained per fold for the student to distil; ``jobs``:
-    folds trained at once in worker processes."""
+    ``teachers``: configs of a teacher ensemble trained per fold for the student to distil."""
     out = Path(out)
     every = dataset_folds(cfg)
     folds = [str(f) for f in (folds or every)]
@@ -130,17 +96,19 @@ def crossval(
                 f"crossval --teachers: a teacher's dataset ({t.data.csv}) is not the student's ({cfg.data.csv})"
             )
     deferred = []
-    todo = [f for f in folds if not _finished(RunDir(out / f"fold_{f}"))]
-    if jobs > 1 and len(todo) > 1:
-        deferred = _parallel_folds(cfg, todo, out, teachers, jobs, progress)
-        todo = []
-    for fold in todo:
+    for fold in folds:
+        run = RunDir(out / f"fold_{fold}")
+        if _finished(run):
+            continue
         try:
             if progress:
                 print(f"crossval: fold {fold} held out ({folds.index(fold) + 1} of {len(folds)})", flush=True)
-            _fold(cfg, fold, out, teachers, progress)
+            student = fold_config(cfg, fold)
+            if teachers and not run.float_model_path.exists():
+                student = with_teachers(student, fold, teachers, out, progress)
+            _train_and_evaluate(student, run, progress)
         except RunLockedError:
-            deferred.append(RunDir(out / f"fold_{fold}"))  # another process trains this fold
+            deferred.append(run)  # another process trains this fold
     deadline = time.time() + WAIT_SECONDS
     while deferred:
         run = deferred[0]
@@ -180,37 +148,6 @@ def crossval(
     atomic_write_json(out / "crossval.json", summary)
     atomic_write_text(out / "crossval.md", format_summary(summary) + "\n")
     return summary
-
-
-def _parallel_folds(
-    cfg: Config, todo: list[str], out: Path, teachers: list[Config] | None, jobs: int, progress: bool
-) -> list[RunDir]:
-    """Train ``todo`` in ``jobs`` worker processes; returns the folds another process holds."""
-    jobs = min(jobs, len(todo))
-    threads = max(1, engine.cores() // jobs)
-    if progress:
-        print(
-            f"crossval: {len(todo)} folds, {jobs} at a time in worker processes ({threads} torch thread(s) each)",
-            flush=True,
-        )
-    deferred = []
-    out.mkdir(parents=True, exist_ok=True)
-    with worker_pool(jobs, start="spawn") as pool:
-        running = {pool.submit(_fold_in_worker, cfg, f, out, teachers, threads): f for f in todo}
-        for done in as_completed(running):
-            fold = running[done]
-            try:
-                done.result()
-            except RunLockedError:
-                deferred.append(RunDir(out / f"fold_{fold}"))
-                continue
-            if progress:
-                o = RunDir(out / f"fold_{fold}").evaluation()["overall"]
-                print(
-                    f"crossval: fold {fold} done: accuracy {100 * o['accuracy']:.1f}%, log loss {o['logloss']:.3f}",
-                    flush=True,
-                )
-    return deferred
 
 
 def format_summary(s: dict) -> str:
