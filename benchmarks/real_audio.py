@@ -1,12 +1,12 @@
 """Real recordings: ESC-10 5-fold cross-validation of the DCASE baseline, the real-audio recipe, the
 variants tried on the way, distillation, budget ensembles and the zoo's families.
 
-    python benchmarks/real_audio.py --esc10 ../shared/esc10 --out /tmp/real_audio [--jobs 2]
+    python benchmarks/real_audio.py --esc10 ../shared/esc10 --out /tmp/real_audio
         [--families resnet trident ...] [--family-epochs 40]
 
-Every entry is a ``tinyasc crossval`` (resumable: finished folds are read back; ``--jobs`` folds at
-once), so each of the five runs of an entry trains on three folds, selects its epoch on the fourth and
-is evaluated on the held-out fifth; no held-out fold is seen before its evaluation. Entries:
+Every entry is a ``tinyasc crossval`` (resumable: finished folds are read back), so each of the
+five runs of an entry trains on three folds, selects its epoch on the fourth and is evaluated on the
+held-out fifth; no held-out fold is seen before its evaluation. Entries:
 
 - ``baseline_seedS`` (S = 0-3): ``configs/baseline.yaml``, 100 epochs;
 - ``small_seedS`` (0, 1): the baseline with filters 8-8-16 and dense 40, and ``small_pair``, the two
@@ -105,7 +105,6 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--families", nargs="*", default=[], help="configs/<family>.yaml to cross-validate")
     p.add_argument("--family-epochs", type=int, default=40)
-    p.add_argument("--jobs", type=int, default=1, help="folds trained at once (crossval --jobs)")
     p.add_argument("--validation", action="store_true", help="print the validation figures of each entry")
     a = p.parse_args()
     esc10, out, cache = a.esc10.resolve(), a.out, a.out / "cache"
@@ -115,7 +114,7 @@ def main() -> None:
 
     def cv(name: str, cfg, teachers=None) -> None:
         t0 = time.time()
-        crossval(cfg, out / name, progress=False, teachers=teachers, jobs=a.jobs)
+        crossval(cfg, out / name, progress=False, teachers=teachers)
         seconds[name], runs[name] = time.time() - t0, out / name
 
     def baseline(*extra: str):
