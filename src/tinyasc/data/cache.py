@@ -54,8 +54,9 @@ def _init_worker(cfg: FrontendConfig) -> None:
     _worker_frontend = (cfg, LogMel(cfg))
 
 
-# Clips per log-mel call in a worker: a 10-s clip's spectrogram (about 4 MB) stays in the caches, where
-# 16 at once (65 MB) cost 2.3x the time per clip (benchmarks/frontend_speed.py).
+# Clips per log-mel call in a worker. One clip's spectrogram (about 4 MB for 10 s) keeps the memory a
+# worker touches small; with numpy's BLAS kept to one thread (engine.passive_waits), batches of 1, 4
+# and 16 cost the same per clip (benchmarks/frontend_speed.py, README).
 FRONTEND_BATCH = 1
 
 
