@@ -181,9 +181,9 @@ def cmd_ensemble(a) -> int:
 
 
 def cmd_crossval(a) -> int:
-    # The teachers share the student's dataset: they take its data.* overrides and the clip length.
     if a.teacher_seeds < 1:
         raise ConfigError(f"crossval --teacher-seeds: {a.teacher_seeds}; expected 1 or more")
+    # The teachers share the student's dataset: they take its data.* overrides and the clip length.
     shared = [o for o in a.overrides if o.startswith(("data.", "frontend.duration="))]
     teachers = [
         load_config(spec, [*shared, f"train.seed={seed}"])

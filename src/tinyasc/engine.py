@@ -66,7 +66,8 @@ def passive_waits() -> None:
 
 
 def prepare_process() -> dict:
-    """What every command does first: the allocator and the OpenMP wait policy. Returns the settings."""
+    """What every command does first: the allocator, the OpenMP wait policy and numpy's BLAS threads.
+    Returns the settings."""
     passive_waits()
     allocator = "tuned" if tune_allocator() else "system"
     return {
