@@ -24,9 +24,9 @@ def _dataset(root):
     return root
 
 
-def test_crossval_holds_out_each_fold_and_resumes(tmp_path, capsys):
-    data = _dataset(tmp_path / "data")
-    args = [
+def _args(data, tmp_path, epochs, *extra):
+    """crossval of the baseline on the 2-s dataset, ``epochs`` epochs, then ``extra``."""
+    return [
         "crossval",
         "configs/baseline.yaml",
         "data.format=generic",
@@ -34,12 +34,14 @@ def test_crossval_holds_out_each_fold_and_resumes(tmp_path, capsys):
         f"data.root={data}",
         f"data.cache_dir={tmp_path / 'cache'}",
         "frontend.duration=2",
-        "train.epochs=2",
+        f"train.epochs={epochs}",
         "train.select_after=0",
-        "--out",
-        str(tmp_path / "cv"),
-        "--quiet",
+        *extra,
     ]
+
+
+def test_crossval_holds_out_each_fold_and_resumes(tmp_path, capsys):
+    args = _args(_dataset(tmp_path / "data"), tmp_path, 2, "--out", str(tmp_path / "cv"), "--quiet")
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "mean ± std over 3 folds" in out
@@ -66,15 +68,7 @@ def test_crossval_distils_from_teachers_that_never_saw_the_held_out_fold(tmp_pat
         yaml.safe_dump({"model": {"name": "dcase2021_baseline"}, "train": {"epochs": 1, "select_after": 0}})
     )
     args = [
-        "crossval",
-        "configs/baseline.yaml",
-        "data.format=generic",
-        f"data.csv={data / 'meta.csv'}",
-        f"data.root={data}",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        "frontend.duration=2",
-        "train.epochs=1",
-        "train.select_after=0",
+        *_args(data, tmp_path, 1),
         "--folds",
         "1",
         "3",
