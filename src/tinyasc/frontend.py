@@ -80,6 +80,14 @@ class LogMel(nn.Module):
         self.register_buffer("window", _window(cfg.window, cfg.win_length).float(), persistent=False)
         self.register_buffer("mel_fb", torch.from_numpy(fb).float(), persistent=False)
 
+    def log_mel(self, spec: torch.Tensor) -> torch.Tensor:
+        """Complex STFT frames (..., freqs, frames) -> log-mel (..., n_mels, frames): magnitude to the
+        frontend's power, the mel filterbank, the log with its floor."""
+        mag = spec.abs()
+        if self.cfg.power != 1.0:
+            mag = mag**self.cfg.power
+        return torch.log(torch.matmul(self.mel_fb, mag) + self.cfg.log_eps)
+
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         spec = torch.stft(
@@ -92,11 +100,7 @@ class LogMel(nn.Module):
             pad_mode=cfg.pad_mode,
             return_complex=True,
         )
-        mag = spec.abs()
-        if cfg.power != 1.0:
-            mag = mag**cfg.power
-        mel = torch.matmul(self.mel_fb, mag)
-        logmel = torch.log(mel + cfg.log_eps)
+        logmel = self.log_mel(spec)
         frames = cfg.n_frames
         if logmel.shape[-1] < frames:
             raise ValueError(
@@ -152,11 +156,8 @@ class SlidingLogMel:
             center=False,
             return_complex=True,
         )[0]
-        mag = spec.abs()
-        if cfg.power != 1.0:
-            mag = mag**cfg.power
         self.computed += hi - lo
-        return torch.log(torch.matmul(self.logmel.mel_fb, mag) + cfg.log_eps)
+        return self.logmel.log_mel(spec)
 
     def __call__(self, window: torch.Tensor) -> torch.Tensor:
         """window (clip_samples,) -> (1, 1, n_mels, frames), the window ``hop`` samples after the last."""

@@ -77,6 +77,7 @@ def on_onnxruntime(lm: LoadedModel, required: bool) -> LoadedModel:
             import onnxruntime  # noqa: F401
         except ImportError:
             why = "onnxruntime is not installed (pip install 'tinyasc[export]')"
+    expected = why is not None  # PyTorch by design or by installation (info), not by a failure (warning)
     if why is None:
         try:
             onnx_path, record = cached_export(lm)
@@ -95,7 +96,6 @@ def on_onnxruntime(lm: LoadedModel, required: bool) -> LoadedModel:
             )
     if required:
         raise ConfigError(f"--runtime onnxruntime: {lm.path}: {why}")
-    expected = "runs in PyTorch" in why or "not installed" in why  # else a failure worth a warning
     log.log(logging.INFO if expected else logging.WARNING, "%s runs in PyTorch: %s", lm.path, why)
     return lm
 
