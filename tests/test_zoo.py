@@ -318,3 +318,74 @@ def test_the_head_cost_is_stated_and_training_warns_over_budget(capsys):
     assert "cpresnet_c64 for 50 classes stores" in out and "over the 128,000-byte limit" in out
     warn_over_budget(create_model("dcase2021_baseline"), load_config(), 10)
     assert capsys.readouterr().out == ""  # within the limit: nothing to say
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(3, 5, 8, 12), (2, 4, 9, 7)])
+@pytest.mark.parametrize("ties", [False, True])
+def test_fast_max_pool_equals_aten_values_and_gradients(dtype, shape, ties):
+    """models.layers.MaxPool2d (pairwise maxima on NCHW CPU tensors) gives nn.MaxPool2d's outputs and
+    gradients exactly, ties included (a map of three values ties in most windows), odd sizes too."""
+    from tinyasc.models.layers import MaxPool2d
+
+    g = torch.Generator().manual_seed(0)
+    base = torch.randint(0, 3, shape, generator=g) if ties else torch.randn(shape, generator=g)
+    upstream = torch.randn(shape[0], shape[1], shape[2] // 2, shape[3] // 2, generator=g).to(dtype)
+    grads, outs = [], []
+    for pool in (nn.MaxPool2d(2), MaxPool2d(2)):
+        x = base.to(dtype).requires_grad_()
+        y = pool(x)
+        y.backward(upstream)
+        outs.append(y.detach())
+        grads.append(x.grad)
+        with torch.no_grad():  # the path without masks
+            assert torch.equal(pool(x), y.detach())
+    assert torch.equal(outs[0], outs[1])
+    assert torch.equal(grads[0], grads[1])
+    # channels_last input takes ATen's own kernel and gives the same values
+    x_cl = base.to(dtype).contiguous(memory_format=torch.channels_last)
+    assert torch.equal(MaxPool2d(2)(x_cl), outs[0])
+
+
+def test_fast_max_pool_stays_out_of_graph_capture():
+    """FX (int8 tracing) and torch.export (ONNX) see ATen's max_pool2d, not the custom function."""
+    from tinyasc.models.layers import MaxPool2d
+
+    traced = torch.fx.symbolic_trace(nn.Sequential(MaxPool2d(2)))
+    assert any(n.target is torch.nn.functional.max_pool2d for n in traced.graph.nodes)
+    program = torch.export.export(nn.Sequential(MaxPool2d(2)), (torch.randn(1, 2, 4, 4),))
+    assert any("max_pool2d" in str(n.target) for n in program.graph.nodes)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_trains_in_its_memory_format_on_five_second_clips(name):
+    """Forward and backward in the layout training uses (channels_last unless the family says not) at
+    the 216 frames of a 5-s clip: the plain strided 1x1 convolution of resnet_c12 crashed oneDNN's
+    weight gradient there (segmentation fault), which StridedPointwise avoids."""
+    info = get_model_info(name)
+    model = create_model(name, n_classes=10, frames=216).train()
+    fmt = torch.channels_last if model.channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    x = torch.randn(2, 1, info.n_mels, 216).contiguous(memory_format=fmt)
+    model(x).sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_strided_pointwise_equals_the_strided_convolution():
+    from tinyasc.models.resnet import StridedPointwise
+
+    torch.manual_seed(0)
+    fast = StridedPointwise(12, 24, 1, stride=2, bias=False)
+    plain = nn.Conv2d(12, 24, 1, stride=2, bias=False)
+    plain.load_state_dict(fast.state_dict())
+    for f, t in ((64, 108), (63, 107)):
+        x1 = torch.randn(2, 12, f, t, requires_grad=True)
+        x2 = x1.detach().clone().requires_grad_()
+        y1, y2 = fast(x1), plain(x2)
+        assert y1.shape == y2.shape and torch.allclose(y1, y2, atol=1e-6)
+        y1.sum().backward()
+        y2.sum().backward()
+        assert torch.allclose(x1.grad, x2.grad, atol=1e-6)
+        assert torch.allclose(fast.weight.grad, plain.weight.grad, atol=1e-4)
+    back = fast.for_quantization()
+    assert type(back) is nn.Conv2d and back.stride == (2, 2) and torch.equal(back.weight, fast.weight)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinyasc.models.layers import FRONTEND_256, ASCModel, register_variants
+from tinyasc.models.layers import FRONTEND_256, ASCModel, MaxPool2d, register_variants
 
 
 class SubSpectralNorm(nn.Module):
@@ -101,6 +101,9 @@ class BCResBlock(nn.Module):
 class BCResNetASC(ASCModel):
     """log-mel (B, 1, n_mels, frames) -> logits (B, n_classes)."""
 
+    # Its depthwise convolutions, SubSpectralNorm reshapes and ResNorm transposes are no faster in
+    # channels_last (c40 0.85x, c28 1.0x, c20 0.89x of NCHW in benchmarks/train_speed.py): NCHW.
+    channels_last = False
     LAYOUT = ("N", 1, 1, "N", "M", 1.5, 1.5, "N", "M", 2, 2, "N", 2.5, 2.5, 2.5, "N")
 
     def __init__(
@@ -122,7 +125,7 @@ class BCResNetASC(ASCModel):
             if item == "N":
                 layers.append(ResNorm(resnorm_lambda) if resnorm else nn.Identity())
             elif item == "M":
-                layers.append(nn.MaxPool2d(2))
+                layers.append(MaxPool2d(2))
             else:
                 out = int(item * width)
                 layers.append(BCResBlock(channels, out, sub_bands, dropout))

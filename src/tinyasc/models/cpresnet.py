@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinyasc.models.layers import FRONTEND_CP, ASCModel, init_weights, register_variants
+from tinyasc.models.layers import FRONTEND_CP, ASCModel, MaxPool2d, init_weights, register_variants
 
 
 class Conv2dDamped(nn.Conv2d):
@@ -93,10 +93,6 @@ class BasicBlock(nn.Module):
 
 
 class CPResNet(ASCModel):
-    # Trains 1.76x faster with channels_last tensors on the project's CPU (benchmarks/train_speed.py);
-    # BC-ResNet, 0.71x, keeps the default layout.
-    channels_last = True
-
     def __init__(
         self,
         n_classes: int = 10,
@@ -129,7 +125,7 @@ class CPResNet(ASCModel):
                 layers.append(BasicBlock(channels, out, k1, k2, g, damped))
                 channels = out
                 if stage == 0 and b + 1 in pool_after:
-                    layers.append(nn.MaxPool2d(2))
+                    layers.append(MaxPool2d(2))
         self.stages = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.Conv2d(channels, n_classes, 1, bias=False), nn.BatchNorm2d(n_classes))
         init_weights(self)

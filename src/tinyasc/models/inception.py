@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tinyasc.models.layers import FRONTEND_128, ASCModel, conv_bn, init_weights, register_variants
+from tinyasc.models.layers import FRONTEND_128, ASCModel, MaxPool2d, conv_bn, init_weights, register_variants
 
 
 class InceptionModule(nn.Module):
@@ -44,10 +44,10 @@ class ShallowInception(ASCModel):
         frames: int = 431,
     ):
         super().__init__(n_mels, frames, f"shallow_inception widths={tuple(widths)}")
-        layers: list[nn.Module] = [conv_bn(1, stem, 3), nn.MaxPool2d(2)]
+        layers: list[nn.Module] = [conv_bn(1, stem, 3), MaxPool2d(2)]
         channels = stem
         for w in widths:
-            layers += [InceptionModule(channels, w), nn.MaxPool2d(2)]
+            layers += [InceptionModule(channels, w), MaxPool2d(2)]
             channels = w
         self.features = nn.Sequential(*layers)
         self.drop = nn.Dropout(dropout)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tinyasc.models.layers import FRONTEND_128, ASCModel, conv_bn, init_weights, register_variants
+from tinyasc.models.layers import FRONTEND_128, ASCModel, MaxPool2d, conv_bn, init_weights, register_variants
 
 
 class SeparableConv(nn.Sequential):
@@ -37,13 +37,13 @@ class SeparableCNN(ASCModel):
         frames: int = 431,
     ):
         super().__init__(n_mels, frames, f"separable_cnn widths={tuple(widths)}")
-        layers: list[nn.Module] = [conv_bn(1, stem, 3), nn.MaxPool2d(2)]
+        layers: list[nn.Module] = [conv_bn(1, stem, 3), MaxPool2d(2)]
         channels = stem
         for w in widths:
             for _ in range(per_stage):
                 layers.append(SeparableConv(channels, w))
                 channels = w
-            layers += [nn.MaxPool2d(2), nn.Dropout(dropout)]
+            layers += [MaxPool2d(2), nn.Dropout(dropout)]
         self.features = nn.Sequential(*layers)
         self.head = nn.Conv2d(channels, n_classes, 1)
         init_weights(self)
