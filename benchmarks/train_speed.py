@@ -13,6 +13,9 @@ convolution (oneDNN, channels_last, the best of two shapes) on the same thread. 
 - ``tuned``: freed memory kept in the process (tinyasc's default now);
 - ``tuned+bf16``: and ``torch.autocast('cpu', bfloat16)``;
 - ``tuned+cl``: and channels_last memory format;
+- ``+atenpool`` on any of them (``--variants system+atenpool tuned``): the models' 2x2 max pooling
+  through ATen's own ``nn.MaxPool2d`` instead of ``models.layers.MaxPool2d`` (whose NCHW CPU path is
+  two pairwise maxima): ``system+atenpool`` is the training step before the engine work began;
 - ``+compile`` on any of them (``--variants tuned tuned+compile tuned+bf16+compile``): the model
   through ``torch.compile``, as ``train.compile`` does (its compilation is in the untimed warm-up step,
   and printed separately).
@@ -33,6 +36,7 @@ import torch.nn.functional as F
 from tinyasc import engine
 from tinyasc.compress.macs import count_macs
 from tinyasc.models import create_model, get_model_info
+from tinyasc.models.layers import MaxPool2d
 
 VARIANTS = ("system", "tuned", "tuned+bf16", "tuned+cl")
 
@@ -53,6 +57,25 @@ def roof_gflops(seconds: float = 1.5) -> float:
     return best
 
 
+def aten_pools(model: torch.nn.Module) -> int:
+    """Swap every ``models.layers.MaxPool2d`` of ``model`` for ATen's ``nn.MaxPool2d`` (same settings)."""
+    swapped = 0
+    for parent in list(model.modules()):
+        for child_name, child in parent.named_children():
+            if isinstance(child, MaxPool2d):
+                plain = torch.nn.MaxPool2d(
+                    child.kernel_size,
+                    child.stride,
+                    child.padding,
+                    child.dilation,
+                    child.return_indices,
+                    child.ceil_mode,
+                )
+                setattr(parent, child_name, plain)
+                swapped += 1
+    return swapped
+
+
 def make_step(name: str, batch: int, variant: str):
     torch.manual_seed(0)
     model = create_model(name).train()
@@ -60,6 +83,8 @@ def make_step(name: str, batch: int, variant: str):
     x = torch.randn(batch, 1, info.n_mels, info.frames)
     y = torch.randint(0, 10, (batch,))
     switches = set(variant.split("+")[1:])
+    if "atenpool" in switches:
+        aten_pools(model)
     if "cl" in switches:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -115,7 +140,7 @@ def main() -> None:
         times: dict[str, list[tuple[float, float, float]]] = {v: [] for v in a.variants}
         for _ in range(a.rounds):
             for v in a.variants:  # interleaved: A B C D A B C D
-                engine.tune_allocator(v != "system")
+                engine.tune_allocator(v.split("+")[0] != "system")
                 times[v].append(measure(make_step(name, a.batch, v), a.steps))
         engine.tune_allocator(True)
         base = statistics.median(c for c, _, _ in times[a.variants[0]])
