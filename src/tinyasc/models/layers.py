@@ -23,9 +23,9 @@ FRONTEND_128 = dict(n_fft=2048, win_length=2048, hop_length=1024, window="hann",
 class ASCModel(nn.Module):
     """Base: a model of (B, 1, n_mels, frames) normalised log-mel that checks its input shape."""
 
-    # Training runs in channels_last tensors: every family of the zoo trained 1.55-1.97x faster per
+    # Training runs in channels_last tensors: every family of the zoo trained 1.2-1.75x faster per
     # core with them than in NCHW on the project's CPU (benchmarks/train_speed.py, tuned+cl against
-    # tuned), except BC-ResNet-ASC (0.85-1.0x), which sets this False.
+    # tuned), except BC-ResNet-ASC (0.85-1.05x), which sets this False.
     channels_last = True
 
     def __init__(self, n_mels: int, frames: int, label: str):
@@ -39,9 +39,10 @@ class ASCModel(nn.Module):
 class _MaxPool2x2(torch.autograd.Function):
     """2x2 max pooling, stride 2, of an NCHW tensor as two pairwise maxima (columns, then rows).
 
-    ATen's NCHW max-pool forward is a scalar loop over the window: on the project's CPU it took
-    145 ms for a (16, 80, 128, 216) float32 map, where one pass over the same data takes about 10 ms
-    and the channels_last kernel 9 ms. The backward keeps two boolean masks instead of int64 indices.
+    ATen's NCHW max-pool forward is a scalar loop over each window: on the project's CPU it took
+    92 ms for BC-ResNet c40's first (16, 40, 128, 216) float32 map, where one read of the same data
+    takes 6 ms, this forward 22 ms and the channels_last kernel 13 ms (benchmarks/pool_speed.py). The
+    backward keeps two boolean masks instead of int64 indices; with it the two forms are close.
     The values equal ``F.max_pool2d(x, 2)`` and so does the gradient, ties included: the first
     maximum in row-major order of its window takes it (left before right, then the top row before the
     bottom one, as ATen's scan); NaN inputs give NaN outputs, but their gradient may go elsewhere.
@@ -76,8 +77,8 @@ class _MaxPool2x2(torch.autograd.Function):
 
 class MaxPool2d(nn.MaxPool2d):
     """``nn.MaxPool2d`` that runs 2x2 / stride-2 pooling of NCHW CPU tensors through
-    ``_MaxPool2x2`` (the same values and gradients, 1.8-2.5x faster with the backward, about 12x
-    without; ``benchmarks/train_speed.py`` measures the models). Every other case, channels_last
+    ``_MaxPool2x2`` (the same values and gradients; about 4x faster without the backward, about as
+    fast with it: ``benchmarks/pool_speed.py``). Every other case, channels_last
     tensors (whose ATen kernel is fast), CUDA, and graph capture for export, compile or int8
     tracing, takes ``nn.MaxPool2d``'s own path."""
 
