@@ -7,7 +7,9 @@ For the baseline's frontend (40 x 500 per 10 s) and the zoo's 256-band one (256 
 (``librosa.stft`` magnitude, the same mel filterbank, ``log``) on one clip, interleaved round by round
 (A B C D A B C D) so that the machine's load falls on all alike; the decode of a 10-s 24-bit WAV with
 soundfile for scale. Prints median wall and process CPU milliseconds per clip and the ratio to librosa,
-with the load. ``tests/test_frontend.py`` checks the two agree (within 2e-4 on 10-s clips).
+with the load. The same frontend with the complex ``abs()`` it had before ``frontend.magnitude`` is
+timed at batch 1 in the same rounds. ``tests/test_frontend.py`` checks that tinyasc and librosa
+agree (within 2e-4 on 10-s clips).
 
 With ``--corpus`` (a TAU-layout root), also fills the feature cache cold for ``--files`` of its clips
 with two workers, the log-mel computed clip by clip (``data.cache.FRONTEND_BATCH = 1``, the default)
@@ -62,6 +64,16 @@ def librosa_logmel(y: np.ndarray, fe: FrontendConfig, fb: np.ndarray) -> np.ndar
     return np.log(fb @ spec + fe.log_eps)[:, : fe.n_frames]
 
 
+class ComplexAbsLogMel(LogMel):
+    """The log-mel as tinyasc computed it before ``frontend.magnitude``: the complex ``abs()``."""
+
+    def log_mel(self, spec: torch.Tensor) -> torch.Tensor:
+        mag = spec.abs()
+        if self.cfg.power != 1.0:
+            mag = mag**self.cfg.power
+        return torch.log(torch.matmul(self.mel_fb, mag) + self.cfg.log_eps)
+
+
 def ms(rows: list[tuple[float, float]]) -> str:
     """Median wall ms (median process CPU ms)."""
     return f"{1000 * statistics.median(r[0] for r in rows):.2f} ({1000 * statistics.median(r[1] for r in rows):.2f})"
@@ -75,13 +87,16 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(1)
     print(f"load average {os.getloadavg()[0]:.2f}; 1 thread; median of {a.rounds} rounds; ms per clip\n")
-    print("| frontend | tinyasc batch 1 | batch 4 | batch 16 | librosa | librosa / tinyasc batch 1 (wall) |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| frontend | tinyasc batch 1 | batch 4 | batch 16 | librosa | librosa / tinyasc batch 1 (wall) "
+        "| complex abs, batch 1 | batch 1 vs complex abs (CPU) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     rng = np.random.default_rng(0)
     decode = []
     for name, overrides in FRONTENDS.items():
         fe = FrontendConfig(**overrides)
-        logmel = LogMel(fe)
+        logmel, before = LogMel(fe), ComplexAbsLogMel(fe)
         fmax = fe.fmax if fe.fmax is not None else fe.sample_rate / 2
         fb = mel_filterbank(fe.sample_rate, fe.n_fft, fe.n_mels, fe.fmin, fmax, fe.htk, fe.mel_norm).astype(
             np.float32
@@ -89,22 +104,25 @@ def main() -> None:
         clips = rng.normal(0, 0.1, (16, fe.clip_samples)).astype(np.float32)
         wav = io.BytesIO()
         sf.write(wav, clips[0], fe.sample_rate, subtype="PCM_24", format="WAV")
-        rows: dict[str, list[tuple[float, float]]] = {"1": [], "4": [], "16": [], "librosa": []}
+        rows: dict[str, list[tuple[float, float]]] = {"1": [], "4": [], "16": [], "librosa": [], "abs": []}
         with torch.no_grad():
             for _ in range(2):  # warm-up
                 logmel(torch.from_numpy(clips))
+                before(torch.from_numpy(clips[:1]))
                 librosa_logmel(clips[0], fe, fb)
             for _ in range(a.rounds):
                 for b in (1, 4, 16):
                     w, c = timed(logmel, torch.from_numpy(clips[:b]))
                     rows[str(b)].append((w / b, c / b))
                 rows["librosa"].append(timed(librosa_logmel, clips[0], fe, fb))
+                rows["abs"].append(timed(before, torch.from_numpy(clips[:1])))
                 wav.seek(0)
                 decode.append(timed(sf.read, wav))
 
         ratio = statistics.median(r[0] for r in rows["librosa"]) / statistics.median(r[0] for r in rows["1"])
+        gain = statistics.median(r[1] for r in rows["abs"]) / statistics.median(r[1] for r in rows["1"])
         cells = " | ".join(ms(rows[k]) for k in ("1", "4", "16", "librosa"))
-        print(f"| {name} | {cells} | {ratio:.2f}x |", flush=True)
+        print(f"| {name} | {cells} | {ratio:.2f}x | {ms(rows['abs'])} | {gain:.2f}x |", flush=True)
     print(
         f"\ndecoding one 10-s 24-bit WAV (soundfile): {1000 * statistics.median(d[0] for d in decode):.2f} ms"
     )

@@ -4,7 +4,7 @@ import scipy.signal
 import torch
 
 from tinyasc.config import FrontendConfig
-from tinyasc.frontend import LogMel, band_statistics, mel_filterbank
+from tinyasc.frontend import LogMel, band_statistics, magnitude, mel_filterbank
 
 
 def librosa_baseline_features(y: np.ndarray) -> np.ndarray:
@@ -50,6 +50,22 @@ def test_logmel_matches_librosa_on_real_length_clips():
     assert out.shape == (2, 1, 40, 500)
     for i in range(2):
         np.testing.assert_allclose(out[i, 0], librosa_baseline_features(clips[i]), atol=2e-4, rtol=1e-4)
+
+
+def test_magnitude_is_complex_abs_to_the_power():
+    # STFT bins of a 5-s clip, a zero bin, and values a float32 square would lose (overflow and underflow
+    # are out of an audio STFT's range: |X| <= n_fft for samples in [-1, 1]).
+    audio = torch.from_numpy(np.random.default_rng(3).normal(0, 0.1, (2, 220500)).astype(np.float32))
+    spec = torch.stft(audio, 2048, 1024, window=torch.hann_window(2048), return_complex=True)
+    spec[0, 5, 7] = 0
+    spec[1, 0, 0] = complex(1e-12, -3e-12)
+    for power in (1.0, 2.0, 1.5):
+        ours, ref = magnitude(spec, power), spec.abs() ** power
+        assert ours.shape == ref.shape and ours.dtype == torch.float32
+        assert ours[0, 5, 7] == 0
+        torch.testing.assert_close(ours, ref, rtol=3e-7 * max(power, 1), atol=1e-30)
+    # the power 1 is the root of the power 2 (one rounding), not a root squared back
+    assert torch.equal(magnitude(spec, 1.0), magnitude(spec, 2.0).sqrt())
 
 
 def test_band_statistics_is_dcase_normalizer():

@@ -69,6 +69,22 @@ def _window(name: str, length: int) -> torch.Tensor:
     raise ValueError(f"frontend.window: {name!r}; expected 'hamming' or 'hann'")
 
 
+def magnitude(spec: torch.Tensor, power: float = 1.0) -> torch.Tensor:
+    """``spec.abs() ** power`` of a complex STFT, from its real and imaginary parts.
+
+    The complex ``abs()`` runs a scalar ``hypot`` per bin on the CPU, about 3x the time of these
+    vectorised products (2.8 against 0.9 ms for a 10-s clip's 1025 x 431 bins, most of the 256-band
+    frontend's margin over its STFT; ``benchmarks/frontend_speed.py`` times both); the two agree to
+    1 ulp, and the power 2 skips the square root."""
+    re, im = spec.real, spec.imag
+    squared = torch.addcmul(re * re, im, im)
+    if power == 2.0:
+        return squared
+    if power == 1.0:
+        return squared.sqrt_()
+    return squared ** (power / 2)
+
+
 class LogMel(nn.Module):
     """audio (B, T) float32 at ``cfg.sample_rate`` -> log-mel (B, 1, n_mels, frames), not normalised."""
 
@@ -83,10 +99,7 @@ class LogMel(nn.Module):
     def log_mel(self, spec: torch.Tensor) -> torch.Tensor:
         """Complex STFT frames (..., freqs, frames) -> log-mel (..., n_mels, frames): magnitude to the
         frontend's power, the mel filterbank, the log with its floor."""
-        mag = spec.abs()
-        if self.cfg.power != 1.0:
-            mag = mag**self.cfg.power
-        return torch.log(torch.matmul(self.mel_fb, mag) + self.cfg.log_eps)
+        return torch.log(torch.matmul(self.mel_fb, magnitude(spec, self.cfg.power)) + self.cfg.log_eps)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
