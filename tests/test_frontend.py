@@ -4,7 +4,7 @@ import scipy.signal
 import torch
 
 from tinyasc.config import FrontendConfig
-from tinyasc.frontend import LogMel, band_statistics, magnitude, mel_filterbank
+from tinyasc.frontend import LogMel, band_groups, band_statistics, magnitude, mel_filterbank
 
 
 def librosa_baseline_features(y: np.ndarray) -> np.ndarray:
@@ -66,6 +66,47 @@ def test_magnitude_is_complex_abs_to_the_power():
         torch.testing.assert_close(ours, ref, rtol=3e-7 * max(power, 1), atol=1e-30)
     # the power 1 is the root of the power 2 (one rounding), not a root squared back
     assert torch.equal(magnitude(spec, 1.0), magnitude(spec, 2.0).sqrt())
+
+
+def test_grouped_filterbank_product_equals_the_dense_one():
+    # the baseline's 40 bands, the zoo's 256, CP-Mobile's HTK 256 at 32 kHz (power 2), and 128 bands of a
+    # 256-point FFT, 32 of whose filters touch no bin (they must give the floor, as the dense product does)
+    cases = [
+        FrontendConfig(duration=2.0),
+        FrontendConfig(duration=2.0, n_fft=2048, win_length=2048, hop_length=1024, window="hann", n_mels=256),
+        FrontendConfig(
+            sample_rate=32000,
+            duration=1.0,
+            n_fft=4096,
+            win_length=3072,
+            hop_length=500,
+            window="hann",
+            n_mels=256,
+            htk=True,
+            power=2.0,
+            log_eps=1e-5,
+        ),
+        FrontendConfig(duration=1.0, n_fft=256, win_length=256, hop_length=128, window="hann", n_mels=128),
+    ]
+    rng = np.random.default_rng(4)
+    for cfg in cases:
+        lm = LogMel(cfg)
+        fb = lm.mel_fb.numpy()
+        covered = np.zeros_like(fb, dtype=bool)
+        for b0, b1, lo, hi in band_groups(fb):
+            covered[b0:b1, lo:hi] = True
+        assert not (fb[~covered] != 0).any()  # the groups hold every non-zero weight
+        audio = torch.from_numpy(rng.normal(0, 0.1, (2, cfg.clip_samples)).astype(np.float32))
+        spec = torch.stft(
+            audio, cfg.n_fft, cfg.hop_length, cfg.win_length, lm.window, center=True, pad_mode="reflect",
+            return_complex=True,
+        )  # fmt: skip
+        dense = torch.log(lm.mel_fb @ spec.abs() ** cfg.power + cfg.log_eps)
+        torch.testing.assert_close(lm.log_mel(spec), dense, rtol=1e-5, atol=1e-5)
+    # a group of filters that all touch no bin takes one bin of zero weights
+    fb = np.zeros((32, 10), dtype=np.float32)
+    fb[16:, 3:5] = 1
+    assert band_groups(fb) == [(0, 16, 0, 1), (16, 32, 3, 5)]
 
 
 def test_band_statistics_is_dcase_normalizer():
