@@ -123,7 +123,7 @@ def main() -> None:
         ratio = statistics.median(r[0] for r in rows["librosa"]) / statistics.median(r[0] for r in rows["1"])
         gain = statistics.median(r[1] for r in rows["before"]) / statistics.median(r[1] for r in rows["1"])
         cells = " | ".join(ms(rows[k]) for k in ("1", "4", "16", "librosa"))
-        print(f"| {name} | {cells} | {ratio:.2f}x | {ms(rows['abs'])} | {gain:.2f}x |", flush=True)
+        print(f"| {name} | {cells} | {ratio:.2f}x | {ms(rows['before'])} | {gain:.2f}x |", flush=True)
     print(
         f"\ndecoding one 10-s 24-bit WAV (soundfile): {1000 * statistics.median(d[0] for d in decode):.2f} ms"
     )
