@@ -15,24 +15,20 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
+from timing import timed
 from tinyasc import engine
 from tinyasc.models.layers import MaxPool2d
 
 
-def timed(fn, reps: int) -> tuple[float, float]:
-    fn()  # warm-up: first-call allocations
-    cpu, wall = [], []
-    for _ in range(reps):
-        c, w = time.process_time(), time.perf_counter()
-        fn()
-        cpu.append(time.process_time() - c)
-        wall.append(time.perf_counter() - w)
-    return statistics.median(cpu), statistics.median(wall)
+def median_call(fn, reps: int) -> tuple[float, float]:
+    """Median (CPU s, wall s) of ``reps`` calls after one warm-up call (first-call allocations)."""
+    fn()
+    runs = [timed(fn) for _ in range(reps)]
+    return statistics.median(c for _, c in runs), statistics.median(w for w, _ in runs)
 
 
 def main() -> None:
@@ -78,7 +74,7 @@ def main() -> None:
     times: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in cases}
     for _ in range(a.rounds):
         for name, fn in cases:  # interleaved: A B C ... A B C ...
-            times[name].append(timed(fn, a.reps))
+            times[name].append(median_call(fn, a.reps))
     print("\n| form | CPU ms | wall ms |")
     print("|---|---|---|")
     for name, runs in times.items():

@@ -5,6 +5,8 @@ import torch
 
 from tinyasc.config import FrontendConfig
 from tinyasc.frontend import LogMel, band_groups, band_statistics, magnitude, mel_filterbank
+from tinyasc.models.cpmobile import FRONTEND_CPM
+from tinyasc.models.layers import FRONTEND_256
 
 
 def librosa_baseline_features(y: np.ndarray) -> np.ndarray:
@@ -73,19 +75,8 @@ def test_grouped_filterbank_product_equals_the_dense_one():
     # 256-point FFT, 32 of whose filters touch no bin (they must give the floor, as the dense product does)
     cases = [
         FrontendConfig(duration=2.0),
-        FrontendConfig(duration=2.0, n_fft=2048, win_length=2048, hop_length=1024, window="hann", n_mels=256),
-        FrontendConfig(
-            sample_rate=32000,
-            duration=1.0,
-            n_fft=4096,
-            win_length=3072,
-            hop_length=500,
-            window="hann",
-            n_mels=256,
-            htk=True,
-            power=2.0,
-            log_eps=1e-5,
-        ),
+        FrontendConfig(**{**FRONTEND_256, "duration": 2.0}),
+        FrontendConfig(**FRONTEND_CPM),
         FrontendConfig(duration=1.0, n_fft=256, win_length=256, hop_length=128, window="hann", n_mels=128),
     ]
     rng = np.random.default_rng(4)
