@@ -72,13 +72,15 @@ def _window(name: str, length: int) -> torch.Tensor:
 def band_groups(fb: np.ndarray, size: int = 16) -> list[tuple[int, int, int, int]]:
     """``(first band, end band, first bin, end bin)`` of each ``size`` consecutive mel bands and the
     frequency bins their filters touch: the filterbank product taken group by group skips the zeros
-    of the dense one (256 bands of a 2048-point FFT: 7% of its products; 1.7 against 0.57 ms per
-    10-s clip; 40 bands: 30%, 0.42 against 0.33 ms), and differs from it by float rounding only."""
+    of the dense one (it keeps 7% of the dense products for 256 bands of a 2048-point FFT, 30% for
+    40; ``benchmarks/frontend_speed.py`` times the frontend with and without it), and differs from it
+    by float rounding only."""
     groups = []
     for b0 in range(0, fb.shape[0], size):
         b1 = min(b0 + size, fb.shape[0])
         touched = np.flatnonzero((fb[b0:b1] != 0).any(axis=0))
-        lo, hi = (int(touched[0]), int(touched[-1]) + 1) if touched.size else (0, 1)  # empty filters: 0
+        # a group whose filters touch no bin takes one bin of zero weights: the floor, as the dense product
+        lo, hi = (int(touched[0]), int(touched[-1]) + 1) if touched.size else (0, 1)
         groups.append((b0, b1, lo, hi))
     return groups
 
@@ -87,9 +89,8 @@ def magnitude(spec: torch.Tensor, power: float = 1.0) -> torch.Tensor:
     """``spec.abs() ** power`` of a complex STFT, from its real and imaginary parts.
 
     The complex ``abs()`` runs a scalar ``hypot`` per bin on the CPU, about 3x the time of these
-    vectorised products (2.8 against 0.9 ms for a 10-s clip's 1025 x 431 bins, most of the 256-band
-    frontend's margin over its STFT; ``benchmarks/frontend_speed.py`` times both); the two agree to
-    1 ulp, and the power 2 skips the square root."""
+    vectorised products on the project's CPU (``benchmarks/frontend_speed.py`` times the frontend
+    with and without them); the two agree to 1 ulp, and the power 2 skips the square root."""
     re, im = spec.real, spec.imag
     squared = torch.addcmul(re * re, im, im)
     if power == 2.0:
