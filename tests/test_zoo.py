@@ -16,7 +16,7 @@ from tinyasc.models import create_model, get_model_info, list_models
 from tinyasc.models.cpresnet import Conv2dDamped, CPResNet
 from tinyasc.models.registry import InputShapeError
 from tinyasc.models.resnet import TridentResNet
-from tinyasc.train.run import learning_rate
+from tinyasc.train.run import learning_rate, note_schedule
 
 MODELS = list_models()
 CONFIGS = {
@@ -175,7 +175,7 @@ def test_trident_bands():
         TridentResNet(widths=(4, 8, 8), bands=(10, 10, 10), n_mels=32, frames=20)
 
 
-def test_learning_rate_schedules():
+def test_learning_rate_schedules(capsys):
     base = load_config(None, ["train.epochs=10", "train.lr=0.1"]).train
     cos = load_config(
         None, ["train.epochs=10", "train.lr=0.1", "train.schedule=cosine", "train.warmup_epochs=2"]
@@ -190,6 +190,17 @@ def test_learning_rate_schedules():
     assert learning_rate(cos.train, 6) == pytest.approx(0.05 * (1 + math.cos(math.pi * 0.5)))
     assert learning_rate(cos.train, 10) == pytest.approx(0.0, abs=1e-12)
     assert [learning_rate(lin.train, e) for e in (5, 6, 10)] == pytest.approx([0.1, 0.08, 0.0])
+    # a decay that begins at or after the last epoch never begins (configs/cpresnet.yaml's decay_start
+    # of 50 with its 250 epochs cut to 40): the rate stays at lr, never lr_min
+    for start in (40, 50):
+        overrides = ["train.epochs=40", "train.lr=1e-4", "train.schedule=linear", "train.warmup_epochs=2"]
+        cut = load_config(None, [*overrides, f"train.decay_start={start}"]).train
+        assert learning_rate(cut, 1) == pytest.approx(5e-5)
+        assert [learning_rate(cut, e) for e in (2, 20, 39, 40)] == pytest.approx([1e-4] * 4)
+        note_schedule(cut)
+        assert f"decay would begin after epoch {start}" in capsys.readouterr().out
+    note_schedule(lin.train)  # a decay that begins: nothing to say
+    assert capsys.readouterr().out == ""
     with pytest.raises(ConfigError, match="train.optimizer"):
         load_config(None, ["train.optimizer=rmsprop"])
     with pytest.raises(ConfigError, match="train.schedule"):

@@ -139,7 +139,7 @@ class TrainConfig:
     warmup_epochs: int = at_least(0, 0)  # linear warm-up from lr/warmup_epochs to lr over these epochs
     decay_start: int = at_least(
         0, 0
-    )  # epoch after which cosine / linear decay begins (at least warmup_epochs)
+    )  # epoch after which cosine / linear decay begins (at least warmup_epochs; at or past epochs: none)
     lr_min: float = at_least(0, 0.0)  # learning rate at the last epoch for cosine / linear
     loss: Literal["ce", "focal"] = "ce"  # "ce" (cross-entropy) or "focal"
     label_smoothing: float = between(0, 1, 0.0, hi_open=True)

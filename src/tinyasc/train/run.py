@@ -83,6 +83,8 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
         if cfg.train.compile:
             net = compiled(net, device, progress)
         optimizer = make_optimizer(net.parameters(), cfg.train)
+        if progress:
+            note_schedule(cfg.train)
         start_epoch, best = 1, {"epoch": 0, "val_accuracy": -1.0}
         if state is not None:  # optimiser and RNG exactly as they were: a bit-identical continuation
             start_epoch, best = restore_optimizer(state, optimizer, run)
@@ -419,11 +421,24 @@ def make_optimizer(params, t: TrainConfig) -> torch.optim.Optimizer:
     return cls(params, lr=t.lr, eps=1e-7, weight_decay=t.weight_decay)  # eps: the Keras default
 
 
+def note_schedule(t: TrainConfig) -> None:
+    """Says so when a decay would begin at or after the last epoch (it never begins)."""
+    start = max(t.warmup_epochs, t.decay_start)
+    if t.schedule != "constant" and start >= t.epochs:
+        print(
+            f"train: the {t.schedule} decay would begin after epoch {start}, at or past the last "
+            f"({t.epochs}): the learning rate stays at {t.lr:g} after the warm-up",
+            flush=True,
+        )
+
+
 def learning_rate(t: TrainConfig, epoch: int) -> float:
     """Learning rate of 1-based ``epoch``: linear warm-up, then constant, cosine or linear decay.
 
     The decay runs from the end of epoch ``max(warmup_epochs, decay_start)`` to ``lr_min`` at the last
-    epoch; a pure function of the epoch, so a resumed run continues the same schedule.
+    epoch; a decay that would begin at or after the last epoch (a config's ``train.epochs`` cut below
+    its ``decay_start``) never begins, and the rate stays at ``lr``. A pure function of the epoch, so
+    a resumed run continues the same schedule.
     """
     if epoch <= t.warmup_epochs:
         return t.lr * epoch / t.warmup_epochs
@@ -431,7 +446,9 @@ def learning_rate(t: TrainConfig, epoch: int) -> float:
         return t.lr
     start = max(t.warmup_epochs, t.decay_start)
     span = t.epochs - start
-    p = min(max((epoch - start) / span, 0.0), 1.0) if span > 0 else 1.0
+    # span <= 0: every epoch is at or before the decay's start (it used to jump to lr_min: a
+    # config's 250 epochs cut to 40 below its decay_start of 50 trained at a learning rate of 0)
+    p = min(max((epoch - start) / span, 0.0), 1.0) if span > 0 else 0.0
     if t.schedule == "cosine":
         return t.lr_min + (t.lr - t.lr_min) * 0.5 * (1 + math.cos(math.pi * p))
     return t.lr - (t.lr - t.lr_min) * p
