@@ -102,8 +102,8 @@ class BCResNetASC(ASCModel):
     """log-mel (B, 1, n_mels, frames) -> logits (B, n_classes)."""
 
     # Its depthwise convolutions, SubSpectralNorm reshapes and ResNorm transposes are no faster in
-    # channels_last (c40 0.85x / 1.04x, c28 1.0x / 0.98x, c20 0.89x / 1.05x of NCHW in two runs of
-    # benchmarks/train_speed.py): NCHW.
+    # channels_last (c40 0.85x / 1.04x / 0.86x, c28 1.0x / 0.98x / 0.99x, c20 0.89x / 1.05x / 0.99x
+    # of NCHW in three runs of benchmarks/train_speed.py): NCHW.
     channels_last = False
     LAYOUT = ("N", 1, 1, "N", "M", 1.5, 1.5, "N", "M", 2, 2, "N", 2.5, 2.5, 2.5, "N")
 

@@ -23,7 +23,7 @@ FRONTEND_128 = dict(n_fft=2048, win_length=2048, hop_length=1024, window="hann",
 class ASCModel(nn.Module):
     """Base: a model of (B, 1, n_mels, frames) normalised log-mel that checks its input shape."""
 
-    # Training runs in channels_last tensors: every family of the zoo trained 1.2-1.75x faster per
+    # Training runs in channels_last tensors: every family of the zoo trained 1.2-1.76x faster per
     # core with them than in NCHW on the project's CPU (benchmarks/train_speed.py, tuned+cl against
     # tuned), except BC-ResNet-ASC (0.85-1.05x), which sets this False.
     channels_last = True
