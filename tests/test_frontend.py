@@ -4,7 +4,7 @@ import scipy.signal
 import torch
 
 from tinyasc.config import FrontendConfig
-from tinyasc.frontend import LogMel, band_groups, band_statistics, magnitude, mel_filterbank
+from tinyasc.frontend import LogMel, band_groups, band_statistics, magnitude, mel_filterbank, reflect_pad
 from tinyasc.models.cpmobile import FRONTEND_CPM
 from tinyasc.models.layers import FRONTEND_256
 
@@ -98,6 +98,23 @@ def test_grouped_filterbank_product_equals_the_dense_one():
     fb = np.zeros((32, 10), dtype=np.float32)
     fb[16:, 3:5] = 1
     assert band_groups(fb) == [(0, 16, 0, 1), (16, 32, 3, 5)]
+
+
+def test_reflect_pad_is_the_stft_centring_to_the_bit():
+    rng = np.random.default_rng(5)
+    for shape, pad in (((2, 441000), 1024), ((1, 1025), 1024), ((3, 900), 128), ((700,), 256)):
+        audio = torch.from_numpy(rng.normal(0, 0.1, shape).astype(np.float32))
+        ref = torch.nn.functional.pad(audio[None], (pad, pad), mode="reflect")[0]
+        assert torch.equal(reflect_pad(audio, pad), ref)
+    # LogMel pads by hand; its features are those of torch.stft's own centring, bit for bit
+    cfg = FrontendConfig(duration=1.0)
+    lm = LogMel(cfg)
+    audio = torch.from_numpy(rng.normal(0, 0.1, (2, cfg.clip_samples)).astype(np.float32))
+    spec = torch.stft(
+        audio, cfg.n_fft, cfg.hop_length, cfg.win_length, lm.window, center=True, pad_mode="reflect",
+        return_complex=True,
+    )  # fmt: skip
+    assert torch.equal(lm(audio)[:, 0], lm.log_mel(spec)[..., : cfg.n_frames])
 
 
 def test_band_statistics_is_dcase_normalizer():
