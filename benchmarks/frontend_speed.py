@@ -69,19 +69,8 @@ class DenseLogMel(LogMel):
     ``frontend.band_groups``: torch.stft's own centring, the complex ``abs()`` and the dense
     filterbank product."""
 
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        cfg = self.cfg
-        spec = torch.stft(
-            audio,
-            n_fft=cfg.n_fft,
-            hop_length=cfg.hop_length,
-            win_length=cfg.win_length,
-            window=self.window,
-            center=cfg.center,
-            pad_mode=cfg.pad_mode,
-            return_complex=True,
-        )
-        return self.log_mel(spec)[..., : cfg.n_frames].unsqueeze(1)
+    def spectrum(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.stft(audio, self.cfg.center)
 
     def log_mel(self, spec: torch.Tensor) -> torch.Tensor:
         mag = spec.abs()

@@ -1,5 +1,6 @@
 import librosa
 import numpy as np
+import pytest
 import scipy.signal
 import torch
 
@@ -115,6 +116,15 @@ def test_reflect_pad_is_the_stft_centring_to_the_bit():
         return_complex=True,
     )  # fmt: skip
     assert torch.equal(lm(audio)[:, 0], lm.log_mel(spec)[..., : cfg.n_frames])
+
+
+def test_short_audio_is_refused_with_its_own_length():
+    # the message names the samples given, not the length after the centring's padding
+    cfg = FrontendConfig(duration=1.0)
+    with pytest.raises(
+        ValueError, match=rf"audio of 30000 samples gives \d+ frames; the frontend needs {cfg.n_frames}"
+    ):
+        LogMel(cfg)(torch.zeros(1, 30000))
 
 
 def test_band_statistics_is_dcase_normalizer():

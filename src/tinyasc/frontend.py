@@ -130,12 +130,10 @@ class LogMel(nn.Module):
         )
         return torch.log(mel + self.cfg.log_eps)
 
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+    def stft(self, audio: torch.Tensor, center: bool) -> torch.Tensor:
+        """Complex STFT frames (..., freqs, frames) with the frontend's window and hop."""
         cfg = self.cfg
-        center = cfg.center
-        if center and cfg.pad_mode == "reflect" and audio.shape[-1] > cfg.n_fft // 2:
-            audio, center = reflect_pad(audio, cfg.n_fft // 2), False  # the centring stft would do
-        spec = torch.stft(
+        return torch.stft(
             audio,
             n_fft=cfg.n_fft,
             hop_length=cfg.hop_length,
@@ -145,7 +143,17 @@ class LogMel(nn.Module):
             pad_mode=cfg.pad_mode,
             return_complex=True,
         )
-        logmel = self.log_mel(spec)
+
+    def spectrum(self, audio: torch.Tensor) -> torch.Tensor:
+        """The STFT centred as the frontend says; a reflect centring is padded here, not by stft."""
+        cfg = self.cfg
+        if cfg.center and cfg.pad_mode == "reflect" and audio.shape[-1] > cfg.n_fft // 2:
+            return self.stft(reflect_pad(audio, cfg.n_fft // 2), center=False)
+        return self.stft(audio, cfg.center)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        logmel = self.log_mel(self.spectrum(audio))
         frames = cfg.n_frames
         if logmel.shape[-1] < frames:
             raise ValueError(
