@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tinyasc.config import FrontendConfig
@@ -144,12 +145,17 @@ class LogMel(nn.Module):
             return_complex=True,
         )
 
+    def centre(self, audio: torch.Tensor) -> torch.Tensor:
+        """(..., samples) audio padded by ``n_fft // 2`` on each side as ``torch.stft(center=True)``
+        pads it (``frontend.pad_mode``); a reflection by concatenation, bit-equal and faster."""
+        pad = self.cfg.n_fft // 2
+        if self.cfg.pad_mode == "reflect" and audio.shape[-1] > pad:
+            return reflect_pad(audio, pad)
+        return F.pad(audio[None], (pad, pad), mode=self.cfg.pad_mode)[0]
+
     def spectrum(self, audio: torch.Tensor) -> torch.Tensor:
-        """The STFT centred as the frontend says; a reflect centring is padded here, not by stft."""
-        cfg = self.cfg
-        if cfg.center and cfg.pad_mode == "reflect" and audio.shape[-1] > cfg.n_fft // 2:
-            return self.stft(reflect_pad(audio, cfg.n_fft // 2), center=False)
-        return self.stft(audio, cfg.center)
+        """The STFT, its frames centred when the frontend says so."""
+        return self.stft(self.centre(audio), center=False) if self.cfg.center else self.stft(audio, False)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
@@ -200,26 +206,13 @@ class SlidingLogMel:
         if hi <= lo:
             return self.logmel.mel_fb.new_zeros(cfg.n_mels, 0)
         seg = padded[lo * cfg.hop_length : (hi - 1) * cfg.hop_length + cfg.n_fft]
-        spec = torch.stft(
-            seg[None],
-            n_fft=cfg.n_fft,
-            hop_length=cfg.hop_length,
-            win_length=cfg.win_length,
-            window=self.logmel.window,
-            center=False,
-            return_complex=True,
-        )[0]
+        spec = self.logmel.stft(seg[None], center=False)[0]
         self.computed += hi - lo
         return self.logmel.log_mel(spec)
 
     def __call__(self, window: torch.Tensor) -> torch.Tensor:
         """window (clip_samples,) -> (1, 1, n_mels, frames), the window ``hop`` samples after the last."""
-        cfg = self.cfg
-        padded = (
-            torch.nn.functional.pad(window[None, None], (self.pad, self.pad), mode=cfg.pad_mode)[0, 0]
-            if self.pad
-            else window
-        )
+        padded = self.logmel.centre(window) if self.pad else window
         if self.previous is None:
             out = self._frames(padded, 0, self.frames)
         else:

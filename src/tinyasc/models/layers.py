@@ -49,14 +49,19 @@ class _MaxPool2x2(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        b, c, f, t = x.shape
+    def pairs(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``(left, right, top, bottom)``: the columns of each window, then the rows of their maxima."""
+        f, t = x.shape[-2:]
         even = x[:, :, : f // 2 * 2, : t // 2 * 2]  # MaxPool2d(2) drops an odd last row or column
         left, right = even[..., 0::2], even[..., 1::2]
         cols = torch.maximum(left, right)
-        top, bottom = cols[:, :, 0::2], cols[:, :, 1::2]
+        return left, right, cols[:, :, 0::2], cols[:, :, 1::2]
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        left, right, top, bottom = _MaxPool2x2.pairs(x)
         ctx.save_for_backward(torch.ge(left, right), torch.ge(top, bottom))
-        ctx.shape = (b, c, f, t)
+        ctx.shape = tuple(x.shape)
         return torch.maximum(top, bottom)
 
     @staticmethod
@@ -101,10 +106,8 @@ class MaxPool2d(nn.MaxPool2d):
             return super().forward(x)
         if torch.is_grad_enabled() and x.requires_grad:
             return _MaxPool2x2.apply(x)
-        b, c, f, t = x.shape
-        even = x[:, :, : f // 2 * 2, : t // 2 * 2]
-        cols = torch.maximum(even[..., 0::2], even[..., 1::2])
-        return torch.maximum(cols[:, :, 0::2], cols[:, :, 1::2])
+        _, _, top, bottom = _MaxPool2x2.pairs(x)  # inference: the values without the masks
+        return torch.maximum(top, bottom)
 
 
 def conv_bn(

@@ -421,9 +421,14 @@ def make_optimizer(params, t: TrainConfig) -> torch.optim.Optimizer:
     return cls(params, lr=t.lr, eps=1e-7, weight_decay=t.weight_decay)  # eps: the Keras default
 
 
+def decay_start(t: TrainConfig) -> int:
+    """The epoch after which a cosine or linear decay begins: warm-up first, then ``decay_start``."""
+    return max(t.warmup_epochs, t.decay_start)
+
+
 def note_schedule(t: TrainConfig) -> None:
     """Says so when a decay would begin at or after the last epoch (it never begins)."""
-    start = max(t.warmup_epochs, t.decay_start)
+    start = decay_start(t)
     if t.schedule != "constant" and start >= t.epochs:
         print(
             f"train: the {t.schedule} decay would begin after epoch {start}, at or past the last "
@@ -444,7 +449,7 @@ def learning_rate(t: TrainConfig, epoch: int) -> float:
         return t.lr * epoch / t.warmup_epochs
     if t.schedule == "constant":
         return t.lr
-    start = max(t.warmup_epochs, t.decay_start)
+    start = decay_start(t)
     span = t.epochs - start
     # span <= 0: every epoch is at or before the decay's start (it used to jump to lr_min: a
     # config's 250 epochs cut to 40 below its decay_start of 50 trained at a learning rate of 0)
