@@ -7,6 +7,10 @@ the model (normalisation inside, as ``tinyasc predict --runtime onnxruntime`` do
 clip at batch 1 on one thread: the log-mel of the clip, the PyTorch model and the onnxruntime session,
 interleaved call by call (A B A B) so that the machine's load falls on both alike. Prints the median
 wall time per call, the process CPU time per call, and the ratio PyTorch / onnxruntime, with the load.
+"Before" is the same clip as tinyasc computed it before the engine work, timed in the same loop: the
+dense log-mel of ``frontend_speed.DenseLogMel`` and the PyTorch model with ATen's 2x2 max pooling
+(``train_speed.aten_pools``); "now" is the frontend and onnxruntime, the default runtime of
+``predict`` and ``stream`` for a float model (the allocator is tinyasc's in both).
 
 ``--int8`` times the model's int8 forms in a second table, interleaved with its float32 PyTorch
 model: PyTorch's FX int8 (what ``quantize: int8`` ships; its activation ranges calibrated on 4 random
@@ -24,11 +28,13 @@ from pathlib import Path
 
 import torch
 
+from frontend_speed import DenseLogMel
 from timing import timed
 from tinyasc.config import FrontendConfig
 from tinyasc.export import INPUT, Deployable, export_module, onnx_session
 from tinyasc.frontend import LogMel, Normalizer
 from tinyasc.models import create_model, get_model_info
+from train_speed import aten_pools
 
 DEFAULT = ["dcase2021_baseline", "bcresnet_asc_c20", "cpresnet_c20", "mobilenetv2_s", "cpmobile_dcase2024"]
 
@@ -45,15 +51,19 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.2f}; 1 thread; batch 1; median of {a.calls} calls\n")
     print(
         "| model | input | frontend ms | PyTorch model ms (CPU ms) | onnxruntime model ms (CPU ms) | "
-        "PyTorch / onnxruntime | with the frontend |"
+        "PyTorch / onnxruntime | with the frontend | before ms | now vs before |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
         for name in a.models:
             info = get_model_info(name)
             fe = FrontendConfig(**info.frontend)
             logmel = LogMel(fe)
             module = Deployable(Normalizer(info.n_mels), create_model(name).eval()).eval()
+            dense = DenseLogMel(fe)
+            former = Deployable(Normalizer(info.n_mels), create_model(name).eval()).eval()
+            former.load_state_dict(module.state_dict())
+            aten_pools(former)
             audio = torch.randn(1, fe.clip_samples) * 0.1
             x = logmel(audio)
             path = Path(tmp) / f"{name}.onnx"
@@ -61,13 +71,14 @@ def main() -> None:
             session = onnx_session(path, threads=1)
             xn = x.numpy()
             for _ in range(3):  # warm-up
-                module(x)
+                module(x), former(dense(audio))
                 session.run(None, {INPUT: xn})
-            fe_t, pt, ort = [], [], []
+            fe_t, pt, ort, before = [], [], [], []
             for _ in range(a.calls):
                 fe_t.append(timed(logmel, audio))
                 pt.append(timed(module, x))
                 ort.append(timed(session.run, None, {INPUT: xn}))
+                before.append(timed(former_clip, former, dense, audio))
 
             def ms(rows, i):
                 return 1000 * statistics.median(r[i] for r in rows)
@@ -75,9 +86,15 @@ def main() -> None:
             print(
                 f"| {name} | {info.n_mels}x{info.frames} | {ms(fe_t, 0):.1f} | {ms(pt, 0):.1f} ({ms(pt, 1):.1f}) | "
                 f"{ms(ort, 0):.1f} ({ms(ort, 1):.1f}) | {ms(pt, 0) / ms(ort, 0):.2f}x | "
-                f"{(ms(fe_t, 0) + ms(pt, 0)) / (ms(fe_t, 0) + ms(ort, 0)):.2f}x |",
+                f"{(ms(fe_t, 0) + ms(pt, 0)) / (ms(fe_t, 0) + ms(ort, 0)):.2f}x | {ms(before, 0):.1f} | "
+                f"{ms(before, 0) / (ms(fe_t, 0) + ms(ort, 0)):.2f}x |",
                 flush=True,
             )
+
+
+def former_clip(model, frontend, audio):
+    """One clip as tinyasc computed it before: its frontend, then the PyTorch model."""
+    return model(frontend(audio))
 
 
 def int8_table(models: list[str], calls: int) -> None:

@@ -7,7 +7,8 @@ cross-entropy, Adam: the work of one training step without data loading. Each va
 same process, interleaved (A B A B ...) over ``--rounds`` rounds; the figure is the median process CPU
 time per step (wall time beside it). GFLOP/s counts 3 x 2 x MACs per clip (forward and the two
 backward products) over the CPU time, against a roof this script measures itself: a large 3x3 float32
-convolution (oneDNN, channels_last, the best of two shapes) on the same thread. Variants:
+convolution (oneDNN, channels_last, the best of two shapes) on the same thread, in float32 and in
+bfloat16; a bfloat16 variant's share is of the bfloat16 roof. Variants:
 
 - ``system``: glibc's default allocator (what tinyasc did before ``engine.tune_allocator``);
 - ``tuned``: freed memory kept in the process (tinyasc's default now);
@@ -16,6 +17,10 @@ convolution (oneDNN, channels_last, the best of two shapes) on the same thread. 
 - ``+atenpool`` on any of them (``--variants system+atenpool tuned``): the models' 2x2 max pooling
   through ATen's own ``nn.MaxPool2d`` instead of ``models.layers.MaxPool2d`` (whose NCHW CPU path is
   two pairwise maxima): ``system+atenpool`` is the training step before the engine work began;
+- ``+inplace`` on any of them: every activation module (ReLU, ReLU6, SiLU, Hardswish) in place;
+- ``+family`` on any of them: the memory format and precision ``tinyasc train`` chooses for the
+  model (its family's ``channels_last``; bfloat16 where ``train.precision=auto`` takes it): ``tuned+family``
+  is the training step of today's defaults;
 - ``+compile`` on any of them (``--variants tuned tuned+compile tuned+bf16+compile``): the model
   through ``torch.compile``, as ``train.compile`` does (its compilation is in the untimed warm-up step,
   and printed separately).
@@ -32,6 +37,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from tinyasc import engine
 from tinyasc.compress.macs import count_macs
@@ -41,12 +47,12 @@ from tinyasc.models.layers import MaxPool2d
 VARIANTS = ("system", "tuned", "tuned+bf16", "tuned+cl")
 
 
-def roof_gflops(seconds: float = 1.5) -> float:
-    """float32 GFLOP/s of the fastest of a few large 3x3 convolutions (channels_last, oneDNN)."""
+def roof_gflops(seconds: float = 1.5, dtype: torch.dtype = torch.float32) -> float:
+    """GFLOP/s of the fastest of a few large 3x3 convolutions (channels_last, oneDNN) in ``dtype``."""
     best = 0.0
     for channels, size, batch in ((128, 64, 8), (256, 32, 16)):
-        x = torch.randn(batch, channels, size, size).contiguous(memory_format=torch.channels_last)
-        w = torch.randn(channels, channels, 3, 3).contiguous(memory_format=torch.channels_last)
+        x = torch.randn(batch, channels, size, size).to(dtype).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(channels, channels, 3, 3).to(dtype).contiguous(memory_format=torch.channels_last)
         flops = 2 * channels * channels * 9 * size * size * batch
         F.conv2d(x, w, padding=1)
         n, t0 = 0, time.process_time()
@@ -83,8 +89,19 @@ def make_step(name: str, batch: int, variant: str):
     x = torch.randn(batch, 1, info.n_mels, info.frames)
     y = torch.randint(0, 10, (batch,))
     switches = set(variant.split("+")[1:])
+    if "family" in switches:  # the layout and precision `tinyasc train` chooses for this model
+        if model.channels_last:
+            switches.add("cl")
+        if engine.autocast_dtype("auto", "cpu", model.bfloat16_training) is not None:
+            switches.add("bf16")
     if "atenpool" in switches:
         aten_pools(model)
+    if "inplace" in switches:  # every activation module that can overwrite its input does
+        for m in model.modules():
+            if hasattr(m, "inplace") and isinstance(
+                m, (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.SiLU, nn.Hardswish)
+            ):
+                m.inplace = True
     if "cl" in switches:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -99,7 +116,7 @@ def make_step(name: str, batch: int, variant: str):
         loss.backward()
         opt.step()
 
-    return step
+    return step, bf16
 
 
 def measure(step, steps: int) -> tuple[float, float, float]:
@@ -127,8 +144,11 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(1)
     print(f"load average {os.getloadavg()}; torch {torch.__version__}; 1 thread; batch {a.batch}")
-    roof = roof_gflops()
-    print(f"roof: {roof:.1f} GFLOP/s (3x3 conv, float32, one thread)\n")
+    roofs = {False: roof_gflops(), True: roof_gflops(dtype=torch.bfloat16)}
+    print(
+        f"roof: {roofs[False]:.1f} GFLOP/s float32, {roofs[True]:.1f} GFLOP/s bfloat16 (3x3 conv, one "
+        "thread); a variant's % of roof is against the roof of its own arithmetic\n"
+    )
     print(
         "| model | variant | CPU ms/step | wall ms/step | clips/s per core | GFLOP/s | % of roof "
         f"| vs {a.variants[0]} | first step s |"
@@ -138,10 +158,12 @@ def main() -> None:
         macs = count_macs(create_model(name).eval()).total
         flops = 3 * 2 * macs * a.batch
         times: dict[str, list[tuple[float, float, float]]] = {v: [] for v in a.variants}
+        bf16: dict[str, bool] = {}
         for _ in range(a.rounds):
             for v in a.variants:  # interleaved: A B C D A B C D
                 engine.tune_allocator(v.split("+")[0] != "system")
-                times[v].append(measure(make_step(name, a.batch, v), a.steps))
+                step, bf16[v] = make_step(name, a.batch, v)
+                times[v].append(measure(step, a.steps))
         engine.tune_allocator(True)
         base = statistics.median(c for c, _, _ in times[a.variants[0]])
         for v in a.variants:
@@ -149,8 +171,10 @@ def main() -> None:
             wall = statistics.median(w for _, w, _ in times[v])
             first = max(f for _, _, f in times[v])
             gf = flops / cpu / 1e9
+            roof = roofs[bf16[v]]
+            label = f"{v} ({'bf16' if bf16[v] else 'fp32'})" if "family" in v else v
             print(
-                f"| {name} | {v} | {1000 * cpu:.1f} | {1000 * wall:.1f} | {a.batch / cpu:.1f} | {gf:.1f} | "
+                f"| {name} | {label} | {1000 * cpu:.1f} | {1000 * wall:.1f} | {a.batch / cpu:.1f} | {gf:.1f} | "
                 f"{100 * gf / roof:.1f}% | {base / cpu:.2f}x | {first:.1f} |"
             )
 
