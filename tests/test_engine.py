@@ -9,6 +9,7 @@ import torch
 from tests.conftest import train_args
 from tinyasc import engine
 from tinyasc.cli import main
+from tinyasc.config import load_config
 
 
 def test_allocator_switches_and_respects_the_environment(monkeypatch):
@@ -71,6 +72,32 @@ def test_autocast_dtypes(monkeypatch):
     assert engine.autocast_dtype("auto", "cpu") is None
     monkeypatch.setattr(engine, "native_bfloat16", lambda: True)
     assert engine.autocast_dtype("auto", "cpu") == torch.bfloat16
+    assert engine.autocast_dtype("auto", "cpu", family_gains=False) is None  # e.g. MobileNetV2
+    assert engine.autocast_dtype("auto", "cuda", family_gains=False) == torch.bfloat16
+
+
+def test_auto_precision_follows_the_family(monkeypatch):
+    """auto = bfloat16 only for families measured faster with it, and never for a QAT graph."""
+    from tinyasc.models import create_model
+    from tinyasc.train.hooks import QuantizationAware
+    from tinyasc.train.run import mixed_precision
+
+    monkeypatch.setattr(engine, "native_bfloat16", lambda: True)
+    cfg = load_config("configs/baseline.yaml", ["train.precision=auto"])
+    cpu = torch.device("cpu")
+    for name, dtype in [
+        ("dcase2021_baseline", torch.bfloat16),
+        ("bcresnet_asc_c20", torch.bfloat16),
+        ("cpresnet_c20", torch.bfloat16),
+        ("mobilenetv2_s", None),
+        ("efficientnet_s", None),
+        ("cpmobile_dcase2024", None),
+    ]:
+        assert mixed_precision(cfg, cpu, create_model(name), [], False) == (dtype, None), name
+    qat = QuantizationAware.__new__(QuantizationAware)  # only its type matters here
+    assert mixed_precision(cfg, cpu, create_model("dcase2021_baseline"), [qat], False) == (None, None)
+    monkeypatch.setattr(engine, "native_bfloat16", lambda: False)
+    assert mixed_precision(cfg, cpu, create_model("dcase2021_baseline"), [], False) == (None, None)
 
 
 def test_bfloat16_training_runs_and_says_so(tiny_corpus, tmp_path, capsys):
@@ -78,7 +105,10 @@ def test_bfloat16_training_runs_and_says_so(tiny_corpus, tmp_path, capsys):
     args.remove("--quiet")
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "precision: forward pass under bfloat16 autocast" in out and "torch thread(s) on" in out
+    assert (
+        "precision: forward pass in bfloat16 autocast (train.precision=bfloat16)" in out
+        and "torch thread(s) on" in out
+    )
     records = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all(r["train_loss"] == r["train_loss"] for r in records)  # finite, not NaN
     bad = train_args(tiny_corpus, tmp_path / "run16", tmp_path / "cache", 1, ["train.precision=float16"])

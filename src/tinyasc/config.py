@@ -175,8 +175,10 @@ class TrainConfig:
     init_from: str | None = None  # a tinyasc model file (float32 or float16) to start from: fine-tuning
     sync_batchnorm: bool = True  # DDP on CUDA: batch-norm statistics over the global batch
     # arithmetic of the training forward pass (autocast): "float32"; "bfloat16" (CPU with native bf16
-    # or CUDA); "float16" (CUDA only, with a gradient scaler); "auto" = bfloat16 where the hardware
-    # computes it natively, else float32. Weights, optimiser and evaluation stay float32.
+    # or CUDA); "float16" (CUDA only, with a gradient scaler); "auto" = bfloat16 on CUDA, and on a CPU
+    # that computes it natively (AVX512-BF16, AMX) for the families measured faster with it
+    # (models.layers.ASCModel.bfloat16_training), else float32. Weights, optimiser and evaluation
+    # stay float32.
     precision: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
     # the training forward through torch.compile (validation, checkpoints and the shipped model use
     # the plain model: same parameter names). The first steps pay the compilation (tens of seconds

@@ -114,12 +114,16 @@ def native_bfloat16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def autocast_dtype(precision: str, device_type: str):
-    """The autocast dtype of ``train.precision`` on ``device_type`` (None: plain float32)."""
+def autocast_dtype(precision: str, device_type: str, family_gains: bool = True):
+    """The autocast dtype of ``train.precision`` on ``device_type`` (None: plain float32).
+
+    ``auto``: bfloat16 on CUDA, and on a CPU that computes it natively for a model whose family
+    declares that it trains faster so (``family_gains``, measured per family); float32 otherwise."""
     import torch
 
     if precision == "auto":
-        precision = "bfloat16" if device_type == "cuda" or native_bfloat16() else "float32"
+        native = device_type == "cuda" or (native_bfloat16() and family_gains)
+        precision = "bfloat16" if native else "float32"
     if precision == "float32":
         return None
     if precision == "float16" and device_type != "cuda":

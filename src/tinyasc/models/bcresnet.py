@@ -105,6 +105,7 @@ class BCResNetASC(ASCModel):
     # channels_last (c40 0.85x / 1.04x / 0.86x, c28 1.0x / 0.98x / 0.99x, c20 0.89x / 1.05x / 0.99x
     # of NCHW in three runs of benchmarks/train_speed.py): NCHW.
     channels_last = False
+    bfloat16_training = True  # c20 / c28 / c40: 1.42x / 1.33x / 1.24x faster than float32 (NCHW)
     LAYOUT = ("N", 1, 1, "N", "M", 1.5, 1.5, "N", "M", 2, 2, "N", 2.5, 2.5, 2.5, "N")
 
     def __init__(

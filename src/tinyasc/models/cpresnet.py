@@ -93,6 +93,8 @@ class BasicBlock(nn.Module):
 
 
 class CPResNet(ASCModel):
+    bfloat16_training = True  # 1.62x faster than float32 per core (channels_last; train_speed.py)
+
     def __init__(
         self,
         n_classes: int = 10,

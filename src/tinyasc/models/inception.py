@@ -34,6 +34,8 @@ class InceptionModule(nn.Module):
 
 
 class ShallowInception(ASCModel):
+    bfloat16_training = True  # 1.09x faster than float32 per core (channels_last; train_speed.py)
+
     def __init__(
         self,
         n_classes: int = 10,

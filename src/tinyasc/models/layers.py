@@ -27,6 +27,11 @@ class ASCModel(nn.Module):
     # core with them than in NCHW on the project's CPU (benchmarks/train_speed.py, tuned+cl against
     # tuned), except BC-ResNet-ASC (0.85-1.05x), which sets this False.
     channels_last = True
+    # Whether train.precision=auto trains it under bfloat16 autocast on a CPU with native bfloat16:
+    # only where measured faster than float32 in its own memory format (benchmarks/train_speed.py,
+    # tuned+cl+bf16 against tuned+cl); a family declares it. Off by default: the depthwise-separable
+    # families (MobileNetV2, EfficientNet, CP-Mobile) trained 0.80-0.92x as fast with it.
+    bfloat16_training = False
 
     def __init__(self, n_mels: int, frames: int, label: str):
         super().__init__()

@@ -77,6 +77,8 @@ def resnet_trunk(widths: tuple, blocks: tuple) -> tuple[nn.Sequential, int]:
 
 
 class ResNet(ASCModel):
+    bfloat16_training = True  # 1.37x faster than float32 per core (channels_last; train_speed.py)
+
     def __init__(
         self,
         n_classes: int = 10,
@@ -98,6 +100,8 @@ class ResNet(ASCModel):
 
 
 class TridentResNet(ASCModel):
+    bfloat16_training = True  # 1.23x faster than float32 per core (channels_last; train_speed.py)
+
     def __init__(
         self,
         n_classes: int = 10,

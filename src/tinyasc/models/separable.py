@@ -26,6 +26,8 @@ class SeparableConv(nn.Sequential):
 
 
 class SeparableCNN(ASCModel):
+    bfloat16_training = True  # 1.33x faster than float32 per core (channels_last; train_speed.py)
+
     def __init__(
         self,
         n_classes: int = 10,

@@ -60,7 +60,7 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
             finish.enter_context(run.lock("tinyasc train"))  # one writer per run directory
         state = open_run(run, cfg, resume, d)  # the interrupted run's last.pt on --resume, else None
         device = setup_process(cfg, d, progress)
-        amp_dtype, scaler = mixed_precision(cfg, device, progress)  # before any data is read
+        check_precision(cfg, device)  # before any data is read
         splits = load_splits(cfg, d, progress)
         train_rows, val_rows = splits.rows(splits.train), splits.rows(splits.val)
         train_y, val_y = splits.labels(splits.train), splits.labels(splits.val)
@@ -78,6 +78,7 @@ def fit(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool =
         if state is not None:
             model.load_state_dict(state["model"])
         layout = memory_format(model, hooks)
+        amp_dtype, scaler = mixed_precision(cfg, device, model, hooks, progress)
         model = model.to(device, memory_format=layout)
         net = data_parallel(model, cfg, d, device)
         if cfg.train.compile:
@@ -400,14 +401,26 @@ def compiled(net: nn.Module, device: torch.device, progress: bool) -> nn.Module:
     return torch.compile(net)
 
 
-def mixed_precision(cfg: Config, device: torch.device, progress: bool) -> tuple:
-    """``(autocast dtype or None, gradient scaler or None)`` of ``train.precision`` on ``device``."""
+def check_precision(cfg: Config, device: torch.device) -> None:
+    """``train.precision`` is possible on ``device`` (float16 needs CUDA): a ConfigError if not."""
     try:
-        dtype = autocast_dtype(cfg.train.precision, device.type)
+        autocast_dtype(cfg.train.precision, device.type)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    if progress and dtype is not None:
-        print(f"precision: forward pass under {str(dtype).replace('torch.', '')} autocast", flush=True)
+
+
+def mixed_precision(cfg: Config, device: torch.device, model: nn.Module, hooks, progress: bool) -> tuple:
+    """``(autocast dtype or None, gradient scaler or None)`` of ``train.precision`` on ``device``.
+
+    ``auto`` takes bfloat16 on a CPU only for the families that declare they train faster with it
+    (``bfloat16_training``, measured per family) and never for a model a hook replaced with a traced
+    graph (QAT: its fake quantisation stays float32)."""
+    plain = not any(isinstance(h, QuantizationAware) for h in hooks)
+    gains = plain and getattr(model, "bfloat16_training", False)
+    dtype = autocast_dtype(cfg.train.precision, device.type, gains)
+    if progress:
+        chosen = "float32" if dtype is None else f"{str(dtype).replace('torch.', '')} autocast"
+        print(f"precision: forward pass in {chosen} (train.precision={cfg.train.precision})", flush=True)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     return dtype, scaler
 
