@@ -20,7 +20,7 @@ bfloat16; a bfloat16 variant's share is of the bfloat16 roof. Variants:
 - ``+inplace`` on any of them: every activation module (ReLU, ReLU6, SiLU, Hardswish) in place;
 - ``+family`` on any of them: the memory format and precision ``tinyasc train`` chooses for the
   model (its family's ``channels_last``; bfloat16 where ``train.precision=auto`` takes it): ``tuned+family``
-  is the training step of today's defaults;
+  is the training step of today's defaults; ``+layout``: the family's memory format only (float32);
 - ``+compile`` on any of them (``--variants tuned tuned+compile tuned+bf16+compile``): the model
   through ``torch.compile``, as ``train.compile`` does (its compilation is in the untimed warm-up step,
   and printed separately).
@@ -89,11 +89,10 @@ def make_step(name: str, batch: int, variant: str):
     x = torch.randn(batch, 1, info.n_mels, info.frames)
     y = torch.randint(0, 10, (batch,))
     switches = set(variant.split("+")[1:])
-    if "family" in switches:  # the layout and precision `tinyasc train` chooses for this model
-        if model.channels_last:
-            switches.add("cl")
-        if engine.autocast_dtype("auto", "cpu", model.bfloat16_training) is not None:
-            switches.add("bf16")
+    if switches & {"family", "layout"} and model.channels_last:  # the family's memory format
+        switches.add("cl")
+    if "family" in switches and engine.autocast_dtype("auto", "cpu", model.bfloat16_training) is not None:
+        switches.add("bf16")  # and the precision train.precision=auto chooses for it
     if "atenpool" in switches:
         aten_pools(model)
     if "inplace" in switches:  # every activation module that can overwrite its input does
@@ -172,7 +171,7 @@ def main() -> None:
             first = max(f for _, _, f in times[v])
             gf = flops / cpu / 1e9
             roof = roofs[bf16[v]]
-            label = f"{v} ({'bf16' if bf16[v] else 'fp32'})" if "family" in v else v
+            label = f"{v} ({'bf16' if bf16[v] else 'fp32'})" if "+family" in v else v
             print(
                 f"| {name} | {label} | {1000 * cpu:.1f} | {1000 * wall:.1f} | {a.batch / cpu:.1f} | {gf:.1f} | "
                 f"{100 * gf / roof:.1f}% | {base / cpu:.2f}x | {first:.1f} |"
