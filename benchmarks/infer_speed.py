@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from frontend_speed import DenseLogMel
-from timing import timed
+from timing import cpu_name, timed
 from tinyasc.config import FrontendConfig
 from tinyasc.export import INPUT, Deployable, export_module, onnx_session
 from tinyasc.frontend import LogMel, Normalizer
@@ -48,7 +48,9 @@ def main() -> None:
     if a.int8:
         return int8_table(a.models, a.calls)
     torch.set_num_threads(1)
-    print(f"load average {os.getloadavg()[0]:.2f}; 1 thread; batch 1; median of {a.calls} calls\n")
+    print(
+        f"load average {os.getloadavg()[0]:.2f}; 1 thread; batch 1; median of {a.calls} calls; {cpu_name()}\n"
+    )
     print(
         "| model | input | frontend ms | PyTorch model ms (CPU ms) | onnxruntime model ms (CPU ms) | "
         "PyTorch / onnxruntime | with the frontend | before ms | now vs before |"

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from timing import cpu_name
 from tinyasc import engine
 from tinyasc.compress.macs import count_macs
 from tinyasc.models import create_model, get_model_info
@@ -142,7 +143,9 @@ def main() -> None:
     p.add_argument("--variants", nargs="+", default=list(VARIANTS))
     a = p.parse_args()
     torch.set_num_threads(1)
-    print(f"load average {os.getloadavg()}; torch {torch.__version__}; 1 thread; batch {a.batch}")
+    print(
+        f"load average {os.getloadavg()}; torch {torch.__version__}; 1 thread; batch {a.batch}; {cpu_name()}"
+    )
     roofs = {False: roof_gflops(), True: roof_gflops(dtype=torch.bfloat16)}
     print(
         f"roof: {roofs[False]:.1f} GFLOP/s float32, {roofs[True]:.1f} GFLOP/s bfloat16 (3x3 conv, one "
