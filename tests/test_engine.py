@@ -83,8 +83,9 @@ def test_auto_precision_follows_the_family(monkeypatch):
     from tinyasc.train.run import mixed_precision
 
     monkeypatch.setattr(engine, "native_bfloat16", lambda: True)
-    cfg = load_config("configs/baseline.yaml", ["train.precision=auto"])
+    cfg = load_config("configs/baseline.yaml", [])
     cpu = torch.device("cpu")
+    assert cfg.train.precision == "auto"  # the default
     for name, dtype in [
         ("dcase2021_baseline", torch.bfloat16),
         ("bcresnet_asc_c20", torch.bfloat16),

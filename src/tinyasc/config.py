@@ -178,8 +178,8 @@ class TrainConfig:
     # or CUDA); "float16" (CUDA only, with a gradient scaler); "auto" = bfloat16 on CUDA, and on a CPU
     # that computes it natively (AVX512-BF16, AMX) for the families measured faster with it
     # (models.layers.ASCModel.bfloat16_training), else float32. Weights, optimiser and evaluation
-    # stay float32.
-    precision: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
+    # stay float32. The default was checked not to cost accuracy (README, engine section).
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     # the training forward through torch.compile (validation, checkpoints and the shipped model use
     # the plain model: same parameter names). The first steps pay the compilation (tens of seconds
     # to minutes); on the CPU it needs a C++ compiler. benchmarks/train_speed.py measures it.
