@@ -96,7 +96,11 @@ def test_auto_precision_follows_the_family(monkeypatch):
     ]:
         assert mixed_precision(cfg, cpu, create_model(name), [], False) == (dtype, None), name
     qat = QuantizationAware.__new__(QuantizationAware)  # only its type matters here
-    assert mixed_precision(cfg, cpu, create_model("dcase2021_baseline"), [qat], False) == (None, None)
+    for device in ("cpu", "cuda"):  # no device is touched: only the choice is asked for
+        qat_choice = mixed_precision(
+            cfg, torch.device(device), create_model("dcase2021_baseline"), [qat], False
+        )
+        assert qat_choice == (None, None), device
     monkeypatch.setattr(engine, "native_bfloat16", lambda: False)
     assert mixed_precision(cfg, cpu, create_model("dcase2021_baseline"), [], False) == (None, None)
 

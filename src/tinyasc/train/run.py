@@ -413,11 +413,12 @@ def mixed_precision(cfg: Config, device: torch.device, model: nn.Module, hooks, 
     """``(autocast dtype or None, gradient scaler or None)`` of ``train.precision`` on ``device``.
 
     ``auto`` takes bfloat16 on a CPU only for the families that declare they train faster with it
-    (``bfloat16_training``, measured per family) and never for a model a hook replaced with a traced
-    graph (QAT: its fake quantisation stays float32)."""
-    plain = not any(isinstance(h, QuantizationAware) for h in hooks)
-    gains = plain and getattr(model, "bfloat16_training", False)
-    dtype = autocast_dtype(cfg.train.precision, device.type, gains)
+    (``bfloat16_training``, measured per family), and on no device for a model a hook replaced with a
+    traced graph (QAT: its fake quantisation stays float32)."""
+    precision = cfg.train.precision
+    if precision == "auto" and any(isinstance(h, QuantizationAware) for h in hooks):
+        precision = "float32"
+    dtype = autocast_dtype(precision, device.type, getattr(model, "bfloat16_training", False))
     if progress:
         chosen = "float32" if dtype is None else f"{str(dtype).replace('torch.', '')} autocast"
         print(f"precision: forward pass in {chosen} (train.precision={cfg.train.precision})", flush=True)
