@@ -12,6 +12,10 @@ dense log-mel of ``frontend_speed.DenseLogMel`` and the PyTorch model with ATen'
 (``train_speed.aten_pools``); "now" is the frontend and onnxruntime, the default runtime of
 ``predict`` and ``stream`` for a float model (the allocator is tinyasc's in both).
 
+``--levels`` times each exported model in onnxruntime with all graph optimisations (the default,
+which includes the NCHWc layout transforms around convolutions) against the extended level (the same
+fusions without the layout transforms), interleaved call by call.
+
 ``--int8`` times the model's int8 forms in a second table, interleaved with its float32 PyTorch
 model: PyTorch's FX int8 (what ``quantize: int8`` ships; its activation ranges calibrated on 4 random
 batches, which changes nothing of the time) and onnxruntime's static int8 (QDQ, as ``tinyasc export
@@ -44,7 +48,10 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=DEFAULT)
     p.add_argument("--calls", type=int, default=20)
     p.add_argument("--int8", action="store_true", help="time the int8 forms against float32")
+    p.add_argument("--levels", action="store_true", help="time onnxruntime's optimisation levels")
     a = p.parse_args()
+    if a.levels:
+        return levels_table(a.models, a.calls)
     if a.int8:
         return int8_table(a.models, a.calls)
     torch.set_num_threads(1)
@@ -97,6 +104,40 @@ def main() -> None:
 def former_clip(model, frontend, audio):
     """One clip as tinyasc computed it before: its frontend, then the PyTorch model."""
     return model(frontend(audio))
+
+
+def levels_table(models: list[str], calls: int) -> None:
+    import onnxruntime as ort
+
+    torch.set_num_threads(1)
+    print(
+        f"load average {os.getloadavg()[0]:.2f}; 1 thread; batch 1; median of {calls} calls; {cpu_name()}\n"
+    )
+    print("| model | all optimisations ms | extended, no layout transforms ms | all / extended |")
+    print("|---|---|---|---|")
+    levels = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        for name in models:
+            info = get_model_info(name)
+            x = torch.randn(1, 1, info.n_mels, info.frames)
+            path = Path(tmp) / f"{name}.onnx"
+            export_module(Deployable(Normalizer(info.n_mels), create_model(name).eval()).eval(), x, path)
+            sessions = []
+            for level in levels:
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
+                opts.graph_optimization_level = level
+                opts.log_severity_level = 3
+                sessions.append(ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]))
+            xn = x.numpy()
+            for _ in range(3):  # warm-up
+                [s.run(None, {INPUT: xn}) for s in sessions]
+            rows: list[list] = [[], []]
+            for _ in range(calls):
+                for i, s in enumerate(sessions):
+                    rows[i].append(timed(s.run, None, {INPUT: xn}))
+            ms = [1000 * statistics.median(r[0] for r in rows[i]) for i in range(2)]
+            print(f"| {name} | {ms[0]:.2f} | {ms[1]:.2f} | {ms[0] / ms[1]:.2f}x |", flush=True)
 
 
 def int8_table(models: list[str], calls: int) -> None:
