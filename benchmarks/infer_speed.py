@@ -10,7 +10,8 @@ wall time per call, the process CPU time per call, and the ratio PyTorch / onnxr
 "Before" is the same clip as tinyasc computed it before the engine work, timed in the same loop: the
 dense log-mel of ``frontend_speed.DenseLogMel`` and the PyTorch model with ATen's 2x2 max pooling
 (``train_speed.aten_pools``); "now" is the frontend and onnxruntime, the default runtime of
-``predict`` and ``stream`` for a float model (the allocator is tinyasc's in both).
+``predict`` and ``stream`` for a float model, at the optimisation level the model's family declares
+(the allocator is tinyasc's in both).
 
 ``--levels`` times each exported model in onnxruntime with all graph optimisations (the default,
 which includes the NCHWc layout transforms around convolutions) against the extended level (the same
@@ -35,7 +36,7 @@ import torch
 from frontend_speed import DenseLogMel
 from timing import cpu_name, timed
 from tinyasc.config import FrontendConfig
-from tinyasc.export import INPUT, Deployable, export_module, onnx_session
+from tinyasc.export import INPUT, Deployable, export_module, layout_transforms, onnx_session
 from tinyasc.frontend import LogMel, Normalizer
 from tinyasc.models import create_model, get_model_info
 from train_speed import aten_pools
@@ -77,7 +78,7 @@ def main() -> None:
             x = logmel(audio)
             path = Path(tmp) / f"{name}.onnx"
             export_module(module, x, path)
-            session = onnx_session(path, threads=1)
+            session = onnx_session(path, threads=1, layout_transforms=layout_transforms(module.net))
             xn = x.numpy()
             for _ in range(3):  # warm-up
                 module(x), former(dense(audio))

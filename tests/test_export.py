@@ -31,6 +31,7 @@ def test_float32_export_agrees_with_pytorch(trained_run, tmp_path, capsys):
     assert contract["input"]["shape"] == ["batch", 1, 40, 500] and contract["input"]["name"] == INPUT
     assert contract["check"]["max_abs_probability_difference"] <= 1e-4
     assert "Hz" in contract["features"] and contract["classes"][0] == "airport"
+    assert contract["layout_transforms"] is True  # the baseline's family: onnxruntime's default level
     # independently: onnxruntime on real-length clips against the float PyTorch model
     feats = _features(run)
     got = OnnxModel(out).probabilities(feats)

@@ -182,6 +182,7 @@ def test_onnxruntime_runs_float_models_as_pytorch_does(trained_run, tiny_corpus,
     exports = sorted((default_cache_dir() / "onnx").glob("*.onnx"))
     record = json.loads(Path(str(exports[0]) + ".json").read_text())
     assert record["check"]["same_decisions"] and record["check"]["max_abs_probability_difference"] < 1e-4
+    assert record["layout_transforms"] is True  # the baseline's family runs onnxruntime's default level
     stamp = os.stat(exports[0]).st_mtime_ns
     load_model(run, "onnxruntime")
     assert os.stat(exports[0]).st_mtime_ns == stamp
@@ -196,3 +197,35 @@ def test_onnxruntime_refuses_what_it_cannot_run(trained_run, tmp_path, capsys):
     capsys.readouterr()
     assert main(["predict", str(int8_run), str(tmp_path), "--runtime", "onnxruntime"]) == 2
     assert "--runtime onnxruntime:" in capsys.readouterr().err
+
+
+def test_onnxruntime_level_follows_the_family(tmp_path):
+    """BC-ResNet runs without onnxruntime's NCHWc layout transforms (measured faster so), the others with
+    them; the choice travels in the export's contract and a contract without it keeps the default."""
+    import torch
+
+    ort = pytest.importorskip("onnxruntime")
+    from tinyasc.export import Deployable, OnnxModel, export_module, layout_transforms, onnx_session
+    from tinyasc.frontend import Normalizer
+    from tinyasc.models import create_model
+
+    assert layout_transforms(create_model("bcresnet_asc_c20")) is False
+    assert layout_transforms(create_model("dcase2021_baseline")) is True
+    path = tmp_path / "m.onnx"
+    export_module(
+        Deployable(Normalizer(40), create_model("dcase2021_baseline").eval()).eval(),
+        torch.zeros(1, 1, 40, 500),
+        path,
+    )
+    levels = ort.GraphOptimizationLevel
+
+    def level(session):
+        return session.get_session_options().graph_optimization_level
+
+    assert level(onnx_session(path)) == levels.ORT_ENABLE_ALL
+    assert level(onnx_session(path, layout_transforms=False)) == levels.ORT_ENABLE_EXTENDED
+    contract = {"format": "tinyasc-onnx-1", "classes": [str(i) for i in range(10)], "frontend": {}}
+    for written, expected in ((None, levels.ORT_ENABLE_ALL), (False, levels.ORT_ENABLE_EXTENDED)):
+        meta = contract if written is None else {**contract, "layout_transforms": written}
+        (tmp_path / "m.onnx.json").write_text(json.dumps(meta))
+        assert level(OnnxModel(path).session) == expected

@@ -26,6 +26,7 @@ from tinyasc.export import (
     OnnxNet,
     check_onnxruntime,
     export_module,
+    layout_transforms,
     onnx_session,
 )
 from tinyasc.io import atomic_write_json
@@ -120,7 +121,9 @@ def cached_export(lm: LoadedModel) -> tuple[Path, dict]:
         x = torch.randn(16, 1, *example.shape[2:], generator=g) * std + mean
         with torch.no_grad():
             reference = module(x)[1].double().numpy()
-        probs = onnx_session(tmp).run([OUTPUTS[1]], {INPUT: x.numpy()})[0].astype(np.float64)
+        layout = layout_transforms(lm.model)  # checked as it will run
+        probs = onnx_session(tmp, layout_transforms=layout).run([OUTPUTS[1]], {INPUT: x.numpy()})[0]
+        probs = probs.astype(np.float64)
         check = {
             "inputs": 16,
             "max_abs_probability_difference": float(np.abs(probs - reference).max()),
@@ -133,6 +136,7 @@ def cached_export(lm: LoadedModel) -> tuple[Path, dict]:
             "classes": list(lm.classes),
             "frontend": asdict(lm.frontend),
             "check": check,
+            "layout_transforms": layout,
         }
         atomic_write_json(meta_path, record)
         os.replace(tmp, onnx_path)  # the model lands last: a torn export is never read

@@ -32,6 +32,10 @@ class ASCModel(nn.Module):
     # tuned+cl+bf16 against tuned+cl); a family declares it. Off by default: the depthwise-separable
     # families (MobileNetV2, EfficientNet, CP-Mobile) trained 0.80-0.92x as fast with it.
     bfloat16_training = False
+    # Whether onnxruntime runs it with its NCHWc layout transforms (its default, all-optimisations
+    # level) or without them (the extended level): with them the baseline, MobileNetV2 and CP-Mobile
+    # ran 1.9-3.3x faster, BC-ResNet 0.89x as fast (benchmarks/infer_speed.py --levels).
+    onnx_layout_transforms = True
 
     def __init__(self, n_mels: int, frames: int, label: str):
         super().__init__()
