@@ -42,10 +42,13 @@ from torch import nn
 from timing import cpu_name
 from tinyasc import engine
 from tinyasc.compress.macs import count_macs
+from tinyasc.config import load_config
 from tinyasc.models import create_model, get_model_info
 from tinyasc.models.layers import MaxPool2d
+from tinyasc.train.run import memory_format, mixed_precision
 
 VARIANTS = ("system", "tuned", "tuned+bf16", "tuned+cl")
+AUTO = load_config(None, ["train.precision=auto"])
 
 
 def roof_gflops(seconds: float = 1.5, dtype: torch.dtype = torch.float32) -> float:
@@ -90,10 +93,11 @@ def make_step(name: str, batch: int, variant: str):
     x = torch.randn(batch, 1, info.n_mels, info.frames)
     y = torch.randint(0, 10, (batch,))
     switches = set(variant.split("+")[1:])
-    if switches & {"family", "layout"} and model.channels_last:  # the family's memory format
+    # the family's memory format and the precision train.precision=auto gives it, as fit() asks for them
+    if switches & {"family", "layout"} and memory_format(model, []) == torch.channels_last:
         switches.add("cl")
-    if "family" in switches and engine.autocast_dtype("auto", "cpu", model.bfloat16_training) is not None:
-        switches.add("bf16")  # and the precision train.precision=auto chooses for it
+    if "family" in switches and mixed_precision(AUTO, torch.device("cpu"), model, [], False)[0] is not None:
+        switches.add("bf16")
     if "atenpool" in switches:
         aten_pools(model)
     if "inplace" in switches:  # every activation module that can overwrite its input does
