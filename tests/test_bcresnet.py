@@ -48,3 +48,22 @@ def test_config_matches_the_registered_frontend():
     assert (cfg.frontend.n_mels, cfg.frontend.n_frames) == (info.n_mels, info.frames)
     assert 1 + 441000 // cfg.frontend.hop_length == cfg.frontend.n_frames
     assert model_size(create_model("bcresnet_asc_c20"), "float16-all").nonzero_bytes <= 128000
+
+
+def test_resnorm_exports_by_reductions_without_transposes(tmp_path):
+    import onnx
+
+    from tinyasc.export import export_module
+
+    torch.manual_seed(0)
+    norm = ResNorm(0.1)
+    for x in (torch.randn(2, 40, 32, 54), torch.randn(2, 8, 4, 16) * 2 + 20):  # a map far from zero too
+        assert torch.allclose(norm.by_reductions(x), norm(x), atol=1e-4, rtol=1e-5)
+    x = torch.randn(2, 40, 32, 54) * 30  # float16 squares of such a map overflow; its statistics do not
+    half = norm.by_reductions(x.half())
+    assert half.dtype == torch.float16 and torch.allclose(half.float(), norm(x), atol=0.05)
+    # the exported graph takes the reductions' form: no transposed copies of the map
+    model = create_model("bcresnet_asc_c20").eval()
+    export_module(model, torch.zeros(1, 1, 256, 431), tmp_path / "m.onnx")
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "m.onnx")).graph.node}
+    assert "Transpose" not in ops and "LayerNormalization" not in ops and "ReduceMean" in ops
