@@ -21,6 +21,8 @@ bfloat16; a bfloat16 variant's share is of the bfloat16 roof. Variants:
 - ``+family`` on any of them: the memory format and precision ``tinyasc train`` chooses for the
   model (its family's ``channels_last``; bfloat16 where ``train.precision=auto`` takes it): ``tuned+family``
   is the training step of today's defaults; ``+layout``: the family's memory format only (float32);
+- ``+bf16dw`` with bfloat16: the depthwise convolutions left in bfloat16 (before
+  ``train.loop.DepthwiseInFloat32`` ran the slow ones in float32);
 - ``+compile`` on any of them (``--variants tuned tuned+compile tuned+bf16+compile``): the model
   through ``torch.compile``, as ``train.compile`` does (its compilation is in the untimed warm-up step,
   and printed separately).
@@ -45,6 +47,7 @@ from tinyasc.compress.macs import count_macs
 from tinyasc.config import load_config
 from tinyasc.models import create_model, get_model_info
 from tinyasc.models.layers import MaxPool2d
+from tinyasc.train.loop import autocast
 from tinyasc.train.run import memory_format, mixed_precision
 
 VARIANTS = ("system", "tuned", "tuned+bf16", "tuned+cl")
@@ -114,7 +117,7 @@ def make_step(name: str, batch: int, variant: str):
     forward = torch.compile(model) if "compile" in switches else model
 
     def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with autocast("cpu", torch.bfloat16 if bf16 else None, depthwise_float32="bf16dw" not in switches):
             loss = F.cross_entropy(forward(x).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()

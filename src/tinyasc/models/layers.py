@@ -29,8 +29,9 @@ class ASCModel(nn.Module):
     channels_last = True
     # Whether train.precision=auto trains it under bfloat16 autocast on a CPU with native bfloat16:
     # only where measured faster than float32 in its own memory format (benchmarks/train_speed.py,
-    # tuned+cl+bf16 against tuned+cl); a family declares it. Off by default: the depthwise-separable
-    # families (MobileNetV2, EfficientNet, CP-Mobile) trained 0.80-0.92x as fast with it.
+    # tuned+cl+bf16 against tuned+cl); a family declares it. Every registered family does now: the
+    # depthwise-separable ones (MobileNetV2, EfficientNet, CP-Mobile) since their strided and 5x5
+    # depthwise convolutions run in float32 under bfloat16 (0.75-0.93x as fast before).
     bfloat16_training = False
     # Whether onnxruntime runs it with its NCHWc layout transforms (its default, all-optimisations
     # level) or without them (the extended level): with them the baseline, MobileNetV2 and CP-Mobile

@@ -55,6 +55,10 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(ASCModel):
+    # 1.18x faster than float32 per core (channels_last), EfficientNet 1.12x, once the strided and 5x5
+    # depthwise convolutions run in float32 (train.loop.DepthwiseInFloat32); 0.93x / 0.75x before.
+    bfloat16_training = True
+
     def __init__(
         self,
         n_classes: int = 10,
