@@ -161,7 +161,9 @@ def test_long_files_stream_in_parts_with_the_same_result(trained_run, clip, tmp_
         np.testing.assert_allclose(p1, p2, atol=1e-6)
 
 
-def test_onnxruntime_runs_float_models_as_pytorch_does(trained_run, tiny_corpus, tmp_path, capsys):
+def test_onnxruntime_runs_float_models_as_pytorch_does(
+    trained_run, tiny_corpus, tmp_path, capsys, monkeypatch
+):
     import os
     from pathlib import Path
 
@@ -186,6 +188,10 @@ def test_onnxruntime_runs_float_models_as_pytorch_does(trained_run, tiny_corpus,
     stamp = os.stat(exports[0]).st_mtime_ns
     load_model(run, "onnxruntime")
     assert os.stat(exports[0]).st_mtime_ns == stamp
+    # a tinyasc that exports another graph makes its own export, beside the older one
+    monkeypatch.setattr("tinyasc.evaluate.predict.EXPORT_REVISION", 10**6)
+    load_model(run, "onnxruntime")
+    assert len(sorted((default_cache_dir() / "onnx").glob("*.onnx"))) == len(exports) + 1
 
 
 def test_onnxruntime_refuses_what_it_cannot_run(trained_run, tmp_path, capsys):

@@ -62,11 +62,14 @@ def load_model(path: str | Path, runtime: str = "torch") -> LoadedModel:
 
 RUNTIMES = ("auto", "torch", "onnxruntime")
 PARITY_TOLERANCE = 1e-4  # largest probability difference to PyTorch on the check inputs
+# Part of a cached export's key: raised whenever the graph tinyasc exports for a model changes, so that an
+# export cached by an older tinyasc is made again. 2: BC-ResNet's ResNorm by reductions (no transposes).
+EXPORT_REVISION = 2
 
 
 def on_onnxruntime(lm: LoadedModel, required: bool) -> LoadedModel:
     """``lm`` run by onnxruntime: exported once per model file into ``$TINYASC_CACHE/onnx`` (keyed by the
-    file's bytes and the torch version) and checked there against PyTorch on 16 inputs drawn around the
+    file's bytes, the torch version and ``EXPORT_REVISION``) and checked there against PyTorch on 16 inputs drawn around the
     model's band statistics. A model that cannot run there (int8, 1-bit, an ensemble, device heads),
     a missing onnxruntime or a failed check: an error when ``required``, else PyTorch (said in the log)."""
     why = None
@@ -103,7 +106,8 @@ def on_onnxruntime(lm: LoadedModel, required: bool) -> LoadedModel:
 
 def cached_export(lm: LoadedModel) -> tuple[Path, dict]:
     """The ONNX export of ``lm`` in the cache folder with its parity record, made on first use."""
-    key = hashlib.sha256(lm.path.read_bytes() + torch.__version__.encode()).hexdigest()[:20]
+    stamp = f"{torch.__version__} export {EXPORT_REVISION}".encode()
+    key = hashlib.sha256(lm.path.read_bytes() + stamp).hexdigest()[:20]
     folder = default_cache_dir() / "onnx"
     onnx_path = folder / f"{key}.onnx"
     meta_path = Path(str(onnx_path) + ".json")
