@@ -20,7 +20,11 @@ fusions without the layout transforms), interleaved call by call.
 ``--int8`` times the model's int8 forms in a second table, interleaved with its float32 PyTorch
 model: PyTorch's FX int8 (what ``quantize: int8`` ships; its activation ranges calibrated on 4 random
 batches, which changes nothing of the time) and onnxruntime's static int8 (QDQ, as ``tinyasc export
---int8``), each against float32 in the same runtime.
+--int8``), each against float32 in the same runtime. Where torchao is importable (not a tinyasc
+dependency), a column more: the same model through torchao's PT2E flow (``torch.export``, the x86
+quantizer's static int8 config, the same 4 calibration batches, ``convert_pt2e``) run as PyTorch runs
+the converted graph without compiling it, the flow PyTorch's documentation points to from the
+deprecated FX one; and the largest logit difference of each PyTorch int8 form to float32.
 """
 
 from __future__ import annotations
@@ -141,25 +145,46 @@ def levels_table(models: list[str], calls: int) -> None:
             print(f"| {name} | {ms[0]:.2f} | {ms[1]:.2f} | {ms[0] / ms[1]:.2f}x |", flush=True)
 
 
+def pt2e_int8(net: torch.nn.Module, example: torch.Tensor, batches: list[torch.Tensor]):
+    """``net`` quantised through torchao's PT2E flow (x86 quantizer, static int8), or None without torchao."""
+    try:
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+        from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
+    except ImportError:
+        return None
+    quantizer = x86.X86InductorQuantizer().set_global(x86.get_default_x86_inductor_quantization_config())
+    prepared = prepare_pt2e(torch.export.export(net, (example,)).module(), quantizer)
+    for b in batches:
+        prepared(b)
+    return convert_pt2e(prepared)
+
+
 def int8_table(models: list[str], calls: int) -> None:
+    import warnings
+
     from tinyasc.compress import int8
     from tinyasc.export import quantize_onnx
+
+    warnings.simplefilter("ignore")  # torchao's and torch.ao's notes on every observer
 
     torch.set_num_threads(1)
     print(f"load average {os.getloadavg()[0]:.2f}; 1 thread; batch 1; median of {calls} calls; model only\n")
     print(
         "| model | PyTorch float32 ms | PyTorch FX int8 ms | int8 / float32 | onnxruntime float32 ms | "
-        "onnxruntime int8 ms | int8 / float32 |"
+        "onnxruntime int8 ms | int8 / float32 | PyTorch PT2E int8 ms (uncompiled) | PT2E / float32 | "
+        "largest logit difference FX / PT2E |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
         for name in models:
             info = get_model_info(name)
             x = torch.randn(1, 1, info.n_mels, info.frames)
             net = create_model(name).eval()
             prepared = int8.prepare(net, x)
-            int8.calibrate(prepared, [torch.randn(4, 1, info.n_mels, info.frames) for _ in range(4)])
+            batches = [torch.randn(4, 1, info.n_mels, info.frames) for _ in range(4)]
+            int8.calibrate(prepared, batches)
             q = int8.convert(prepared)
+            q2 = pt2e_int8(net, x, [b[:1] for b in batches])  # the exported graph is for batch 1
             path, qpath = Path(tmp) / f"{name}.onnx", Path(tmp) / f"{name}_int8.onnx"
             export_module(Deployable(Normalizer(info.n_mels), net).eval(), x, path)
             quantize_onnx(
@@ -169,16 +194,25 @@ def int8_table(models: list[str], calls: int) -> None:
             xn = x.numpy()
             for _ in range(3):  # warm-up
                 net(x), q(x), [s.run(None, {INPUT: xn}) for s in sessions]
-            rows: list[list] = [[], [], [], []]
+                if q2 is not None:
+                    q2(x)
+            rows: list[list] = [[], [], [], [], []]
             for _ in range(calls):
                 rows[0].append(timed(net, x))
                 rows[1].append(timed(q, x))
                 rows[2].append(timed(sessions[0].run, None, {INPUT: xn}))
                 rows[3].append(timed(sessions[1].run, None, {INPUT: xn}))
-            ms = [1000 * statistics.median(r[0] for r in rows[i]) for i in range(4)]
+                if q2 is not None:
+                    rows[4].append(timed(q2, x))
+            ms = [1000 * statistics.median(r[0] for r in rows[i]) if rows[i] else None for i in range(5)]
+            ref = net(x)
+            diff = f"{float((q(x) - ref).abs().max()):.3f} / " + (
+                f"{float((q2(x) - ref).abs().max()):.3f}" if q2 is not None else "-"
+            )
+            pt2e = f"{ms[4]:.1f} | {ms[4] / ms[0]:.2f}x" if ms[4] is not None else "- | -"
             print(
                 f"| {name} | {ms[0]:.1f} | {ms[1]:.1f} | {ms[1] / ms[0]:.2f}x | {ms[2]:.1f} | {ms[3]:.1f} | "
-                f"{ms[3] / ms[2]:.2f}x |",
+                f"{ms[3] / ms[2]:.2f}x | {pt2e} | {diff} |",
                 flush=True,
             )
 
