@@ -24,7 +24,9 @@ batches, which changes nothing of the time) and onnxruntime's static int8 (QDQ, 
 dependency), a column more: the same model through torchao's PT2E flow (``torch.export``, the x86
 quantizer's static int8 config, the same 4 calibration batches, ``convert_pt2e``) run as PyTorch runs
 the converted graph without compiling it, the flow PyTorch's documentation points to from the
-deprecated FX one; and the largest logit difference of each PyTorch int8 form to float32.
+deprecated FX one (``--pt2e-compile``: through ``torch.compile`` with inductor's frozen weights, which
+lowers it to int8 kernels; the first call's compilation printed beside it); and the largest logit
+difference of each PyTorch int8 form to float32.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import argparse
 import os
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -54,11 +57,16 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=20)
     p.add_argument("--int8", action="store_true", help="time the int8 forms against float32")
     p.add_argument("--levels", action="store_true", help="time onnxruntime's optimisation levels")
+    p.add_argument(
+        "--pt2e-compile",
+        action="store_true",
+        help="with --int8: run the PT2E int8 graph through torch.compile (inductor, frozen weights)",
+    )
     a = p.parse_args()
     if a.levels:
         return levels_table(a.models, a.calls)
     if a.int8:
-        return int8_table(a.models, a.calls)
+        return int8_table(a.models, a.calls, a.pt2e_compile)
     torch.set_num_threads(1)
     print(
         f"load average {os.getloadavg()[0]:.2f}; 1 thread; batch 1; median of {a.calls} calls; {cpu_name()}\n"
@@ -159,7 +167,7 @@ def pt2e_int8(net: torch.nn.Module, example: torch.Tensor, batches: list[torch.T
     return convert_pt2e(prepared)
 
 
-def int8_table(models: list[str], calls: int) -> None:
+def int8_table(models: list[str], calls: int, compile_pt2e: bool = False) -> None:
     import warnings
 
     from tinyasc.compress import int8
@@ -171,7 +179,8 @@ def int8_table(models: list[str], calls: int) -> None:
     print(f"load average {os.getloadavg()[0]:.2f}; 1 thread; batch 1; median of {calls} calls; model only\n")
     print(
         "| model | PyTorch float32 ms | PyTorch FX int8 ms | int8 / float32 | onnxruntime float32 ms | "
-        "onnxruntime int8 ms | int8 / float32 | PyTorch PT2E int8 ms (uncompiled) | PT2E / float32 | "
+        f"onnxruntime int8 ms | int8 / float32 | PyTorch PT2E int8 ms ({'compiled' if compile_pt2e else 'uncompiled'}) "
+        "| PT2E / float32 | "
         "largest logit difference FX / PT2E |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -185,6 +194,15 @@ def int8_table(models: list[str], calls: int) -> None:
             int8.calibrate(prepared, batches)
             q = int8.convert(prepared)
             q2 = pt2e_int8(net, x, [b[:1] for b in batches])  # the exported graph is for batch 1
+            compile_s = None
+            if q2 is not None and compile_pt2e:
+                import torch._inductor.config as inductor
+
+                inductor.freezing = True  # weights as constants: what inductor's int8 oneDNN kernels need
+                q2 = torch.compile(q2)
+                t0 = time.perf_counter()
+                q2(x)
+                compile_s = time.perf_counter() - t0
             path, qpath = Path(tmp) / f"{name}.onnx", Path(tmp) / f"{name}_int8.onnx"
             export_module(Deployable(Normalizer(info.n_mels), net).eval(), x, path)
             quantize_onnx(
@@ -210,6 +228,8 @@ def int8_table(models: list[str], calls: int) -> None:
                 f"{float((q2(x) - ref).abs().max()):.3f}" if q2 is not None else "-"
             )
             pt2e = f"{ms[4]:.1f} | {ms[4] / ms[0]:.2f}x" if ms[4] is not None else "- | -"
+            if compile_s is not None:
+                pt2e = pt2e.replace(" |", f" (compiled in {compile_s:.1f} s) |", 1)
             print(
                 f"| {name} | {ms[0]:.1f} | {ms[1]:.1f} | {ms[1] / ms[0]:.2f}x | {ms[2]:.1f} | {ms[3]:.1f} | "
                 f"{ms[3] / ms[2]:.2f}x | {pt2e} | {diff} |",
