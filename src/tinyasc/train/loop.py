@@ -18,11 +18,14 @@ def _pair(v) -> tuple:
 class DepthwiseInFloat32(TorchFunctionMode):
     """Under bfloat16 autocast on a CPU, runs the depthwise convolutions whose bfloat16 gradients
     oneDNN computes slowly (a stride, or a kernel above 3x3) in float32, input cast up and output cast
-    back to bfloat16, the rest of the network staying in bfloat16. Measured with PyTorch 2.13 on a Xeon with AMX, forward and backward of
-    one batch-16 convolution (benchmarks/depthwise_speed.py): 3x3 stride-2 depthwise 43 ms in bfloat16
-    against 10 ms in float32 and 21 ms in float32 between the casts; 5x5 stride-1 254 / 67 / 81 ms; a
-    3x3 stride-1 one is about as fast in bfloat16 (21 / 18 / 33 ms) and stays there. MobileNetV2, EfficientNet and CP-Mobile then train
-    faster in bfloat16 than in float32 (benchmarks/train_speed.py)."""
+    back to bfloat16, the rest of the network staying in bfloat16.
+
+    Measured with PyTorch 2.13 on a Xeon with AMX, forward and backward of one batch-16 convolution
+    (benchmarks/depthwise_speed.py): 3x3 stride-2 depthwise 43 ms in bfloat16 against 10 ms in float32
+    and 21 ms in float32 between the casts; 5x5 stride-1 254 / 67 / 81 ms; a 3x3 stride-1 one is about
+    as fast in bfloat16 (21 / 18 / 33 ms) and stays there. MobileNetV2, EfficientNet and CP-Mobile then
+    train faster in bfloat16 than in float32 (benchmarks/train_speed.py). Only the training forward
+    (gradients enabled) is touched; evaluation keeps autocast's own arithmetic."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
