@@ -76,7 +76,7 @@ def test_autocast_dtypes(monkeypatch):
     assert engine.autocast_dtype("auto", "cuda", family_gains=False) == torch.bfloat16
 
 
-def test_auto_precision_follows_the_family(monkeypatch):
+def test_auto_precision_follows_the_family(monkeypatch, capsys):
     """auto = bfloat16 only for families measured faster with it, and never for a QAT graph."""
     from tinyasc.models import create_model
     from tinyasc.models.layers import ASCModel
@@ -95,6 +95,14 @@ def test_auto_precision_follows_the_family(monkeypatch):
             super().__init__(40, 500, "undeclared")
 
     assert mixed_precision(cfg, cpu, Undeclared(), [], False) == (None, None)
+    # the run log says which depthwise convolutions stay float32 (MobileNetV2-s: its three strided ones)
+    mixed_precision(cfg, cpu, create_model("mobilenetv2_s"), [], True)
+    mixed_precision(cfg, cpu, create_model("bcresnet_asc_c20"), [], True)  # (3,1) / (1,3), stride 1: none
+    assert capsys.readouterr().out.splitlines() == [
+        "precision: forward pass in bfloat16 autocast, its 3 strided or wider-than-3x3 depthwise "
+        "convolution(s) in float32 (train.precision=auto)",
+        "precision: forward pass in bfloat16 autocast (train.precision=auto)",
+    ]
     assert mixed_precision(cfg, torch.device("cuda"), Undeclared(), [], False)[0] == torch.bfloat16
     qat = QuantizationAware.__new__(QuantizationAware)  # only its type matters here
     for device in ("cpu", "cuda"):  # no device is touched: only the choice is asked for

@@ -38,7 +38,7 @@ from tinyasc.rundir import RunDir
 from tinyasc.storage import SIZE_PRECISIONS, Storage
 from tinyasc.train.distributed import Dist, epoch_order, init_distributed, shutdown
 from tinyasc.train.hooks import QuantizationAware, hook_states, load_hook_states, make_hooks
-from tinyasc.train.loop import loss_and_accuracy, predict_logits, train_one_epoch
+from tinyasc.train.loop import float32_depthwise_layers, loss_and_accuracy, predict_logits, train_one_epoch
 from tinyasc.train.recipe import BatchRecipe
 from tinyasc.train.trackers import make_trackers
 from tinyasc.zoo import fit_width
@@ -421,6 +421,8 @@ def mixed_precision(cfg: Config, device: torch.device, model: nn.Module, hooks, 
     dtype = autocast_dtype(precision, device.type, getattr(model, "bfloat16_training", False))
     if progress:
         chosen = "float32" if dtype is None else f"{str(dtype).replace('torch.', '')} autocast"
+        if dtype == torch.bfloat16 and device.type == "cpu" and (n := float32_depthwise_layers(model)):
+            chosen += f", its {n} strided or wider-than-3x3 depthwise convolution(s) in float32"
         print(f"precision: forward pass in {chosen} (train.precision={cfg.train.precision})", flush=True)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     return dtype, scaler
