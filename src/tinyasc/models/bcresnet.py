@@ -66,7 +66,7 @@ class ResNorm(nn.Module):
         # IFN as a layer norm over (channels, time) of the (B, F, C, T) view: the same statistics as
         # mean/var over dims (1, 3), in one fused kernel (faster forward and backward than mean/var on CPU).
         ifn = F.layer_norm(x.transpose(1, 2), (x.shape[1], x.shape[3]), eps=self.eps).transpose(1, 2)
-        return self.lam * x + ifn
+        return torch.add(ifn, x, alpha=self.lam)  # ifn + lambda * x in one pass over the map
 
     def by_reductions(self, x: torch.Tensor) -> torch.Tensor:
         """The same function without transposes, for exported graphs: mean and mean square reduced over
