@@ -179,8 +179,8 @@ def int8_table(models: list[str], calls: int, compile_pt2e: bool = False) -> Non
     print(f"load average {os.getloadavg()[0]:.2f}; 1 thread; batch 1; median of {calls} calls; model only\n")
     print(
         "| model | PyTorch float32 ms | PyTorch FX int8 ms | int8 / float32 | onnxruntime float32 ms | "
-        f"onnxruntime int8 ms | int8 / float32 | PyTorch PT2E int8 ms ({'compiled' if compile_pt2e else 'uncompiled'}) "
-        "| PT2E / float32 | "
+        "onnxruntime int8 ms | int8 / float32 | PyTorch PT2E int8 ms "
+        f"({'compiled' if compile_pt2e else 'uncompiled'}) | PT2E / float32 | "
         "largest logit difference FX / PT2E |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")

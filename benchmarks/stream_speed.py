@@ -48,7 +48,8 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(1)
     print(
-        f"load average {os.getloadavg()}; 1 thread; hop {a.hop} s; {a.seconds} s of audio; --runtime {a.runtime}\n"
+        f"load average {os.getloadavg()}; 1 thread; hop {a.hop} s; {a.seconds} s of audio; "
+        f"--runtime {a.runtime}\n"
     )
     print(
         "| model | frontend | per hop median ms | per hop max ms | CPU ms per hop | real-time factor | "

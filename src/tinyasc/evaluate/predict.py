@@ -70,8 +70,9 @@ EXPORT_REVISION = 2
 def on_onnxruntime(lm: LoadedModel, required: bool) -> LoadedModel:
     """``lm`` run by onnxruntime: exported once per model file into ``$TINYASC_CACHE/onnx`` (keyed by the
     file's bytes, the torch version and ``EXPORT_REVISION``) and checked there against PyTorch on 16
-    inputs drawn around the model's band statistics. A model that cannot run there (int8, 1-bit, an ensemble, device heads),
-    a missing onnxruntime or a failed check: an error when ``required``, else PyTorch (said in the log)."""
+    inputs drawn around the model's band statistics. A model that cannot run there (int8, 1-bit, an
+    ensemble, device heads), a missing onnxruntime or a failed check: an error when ``required``, else
+    PyTorch (said in the log)."""
     why = None
     if lm.storage not in ("float32", "float16") or isinstance(lm.model, DeviceHeads):
         why = "device heads" if isinstance(lm.model, DeviceHeads) else f"{lm.storage} storage"
