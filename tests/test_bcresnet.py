@@ -42,6 +42,34 @@ def test_resnorm_and_subspectralnorm():
         SubSpectralNorm(4, 3)(x)
 
 
+def _resnorm_by_autograd(x: torch.Tensor, lam: float = 0.1, eps: float = 1e-5) -> torch.Tensor:
+    mean = x.mean(dim=(1, 3), keepdim=True)
+    var = x.var(dim=(1, 3), keepdim=True, unbiased=False)
+    return (x - mean) / torch.sqrt(var + eps) + lam * x
+
+
+def test_resnorm_gradient_and_layout():
+    torch.manual_seed(0)
+    x = (torch.randn(2, 3, 4, 5, dtype=torch.float64) * 2 + 1).requires_grad_()
+    assert torch.autograd.gradcheck(ResNorm(0.1), (x,))
+    x = (torch.randn(2, 6, 8, 10) * 3 + 2).requires_grad_()
+    grad = torch.randn(2, 6, 8, 10)
+    y = ResNorm(0.1)(x)
+    assert y.is_contiguous() and torch.allclose(y, _resnorm_by_autograd(x), atol=1e-5)
+    (got,) = torch.autograd.grad(y, x, grad)
+    (want,) = torch.autograd.grad(_resnorm_by_autograd(x), x, grad)
+    assert got.is_contiguous() and torch.allclose(got, want, atol=1e-5)
+    # under CPU bfloat16 autocast a bfloat16 map stays bfloat16 (no cast up to float32 and back)
+    xb = x.detach().bfloat16().requires_grad_()
+    with torch.autocast("cpu", torch.bfloat16):
+        yb = ResNorm(0.1)(xb)
+    assert yb.dtype == torch.bfloat16 and torch.allclose(
+        yb.float(), _resnorm_by_autograd(xb.float()), atol=0.05
+    )
+    (gb,) = torch.autograd.grad(yb, xb, grad.bfloat16())
+    assert gb.dtype == torch.bfloat16 and torch.allclose(gb.float(), want, atol=0.05)
+
+
 def test_config_matches_the_registered_frontend():
     cfg = load_config("configs/bcresnet.yaml")
     info = get_model_info(cfg.model.name)

@@ -25,7 +25,6 @@ bias. With c = 80 and 4 sub-bands the model has 314,650 parameters, the "315k" o
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tinyasc.models.layers import FRONTEND_256, ASCModel, MaxPool2d, register_variants
@@ -63,10 +62,7 @@ class ResNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.compiler.is_exporting():
             return self.by_reductions(x)
-        # IFN as a layer norm over (channels, time) of the (B, F, C, T) view: the same statistics as
-        # mean/var over dims (1, 3), in one fused kernel (faster forward and backward than mean/var on CPU).
-        ifn = F.layer_norm(x.transpose(1, 2), (x.shape[1], x.shape[3]), eps=self.eps).transpose(1, 2)
-        return torch.add(ifn, x, alpha=self.lam)  # ifn + lambda * x in one pass over the map
+        return _ResNormFunction.apply(x, self.lam, self.eps)
 
     def by_reductions(self, x: torch.Tensor) -> torch.Tensor:
         """The same function without transposes, for exported graphs: mean and mean square reduced over
@@ -80,6 +76,45 @@ class ResNorm(nn.Module):
         square = (xf * xf).mean(dim=3, keepdim=True).mean(dim=1, keepdim=True)
         rstd = torch.rsqrt((square - mean * mean).clamp_min(0) + self.eps)
         return (xf * (rstd + self.lam) - mean * rstd).to(x.dtype)
+
+
+class _ResNormFunction(torch.autograd.Function):
+    """ResNorm's forward and backward around ATen's fused layer norm, with the output and the input's
+    gradient written contiguous in the input's (B, C, F, T) layout.
+
+    IFN is a layer norm over (channels, time) of the (B, F, C, T) view; ATen's layer norm needs that
+    view contiguous, so the map is copied into it once each way. Left to autograd (layer norm of a
+    transposed view, then ``ifn + lambda * x``), the output came out transposed, so the 2x2 pooling
+    after it left its fast path, and the gradients of the two branches were summed across layouts and
+    copied again on their way back. BC-ResNet's bfloat16 training step ran 1.07-1.10x (c40, three
+    interleaved comparisons) and 1.07x (c20) faster with this function than with that form. Autocast
+    is off inside: the layer norm runs in the input's own dtype (its statistics in float32 in ATen's
+    kernel), so a bfloat16 map stays bfloat16 instead of being cast up to float32 and back."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, lam: float, eps: float) -> torch.Tensor:
+        shape = (x.shape[1], x.shape[3])
+        with torch.autocast(x.device.type, enabled=False):
+            xt = x.transpose(1, 2).contiguous()  # (B, F, C, T): each IFN group is contiguous
+            ifn_t, mean, rstd = torch.native_layer_norm(xt, shape, None, None, eps)
+            out = torch.empty_like(x, memory_format=torch.contiguous_format)
+            torch.add(ifn_t.transpose(1, 2), x, alpha=lam, out=out)  # ifn + lambda * x, one pass
+        ctx.save_for_backward(xt, mean, rstd)
+        ctx.lam, ctx.shape = lam, shape
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        xt, mean, rstd = ctx.saved_tensors
+        with torch.autocast(grad.device.type, enabled=False):
+            grad_t = grad.transpose(1, 2).contiguous()
+            d_ifn_t = torch.ops.aten.native_layer_norm_backward(
+                grad_t, xt, ctx.shape, mean, rstd, None, None, [True, False, False]
+            )[0]
+            d_x = torch.empty_like(grad, memory_format=torch.contiguous_format)
+            torch.add(d_ifn_t.transpose(1, 2), grad, alpha=ctx.lam, out=d_x)
+        return d_x, None, None
 
 
 class BCResBlock(nn.Module):
