@@ -88,8 +88,9 @@ class _ResNormFunction(torch.autograd.Function):
     after it left its fast path, and the gradients of the two branches were summed across layouts and
     copied again on their way back. BC-ResNet's bfloat16 training step ran 1.07-1.10x (c40, three
     interleaved comparisons) and 1.07x (c20) faster with this function than with that form. Autocast
-    is off inside: the layer norm runs in the input's own dtype (its statistics in float32 in ATen's
-    kernel), so a bfloat16 map stays bfloat16 instead of being cast up to float32 and back."""
+    is off inside, whatever its lists say for these kernels: the layer norm runs in the input's own
+    dtype (its statistics in float32 in ATen's kernel) and a bfloat16 map stays bfloat16, as it did
+    under autocast before."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, lam: float, eps: float) -> torch.Tensor:
