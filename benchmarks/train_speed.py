@@ -16,7 +16,12 @@ bfloat16; a bfloat16 variant's share is of the bfloat16 roof. Variants:
 - ``tuned+cl``: and channels_last memory format;
 - ``+atenpool`` on any of them (``--variants system+atenpool tuned``): the models' 2x2 max pooling
   through ATen's own ``nn.MaxPool2d`` instead of ``models.layers.MaxPool2d`` (whose NCHW CPU path is
-  two pairwise maxima): ``system+atenpool`` is the training step before the engine work began;
+  two pairwise maxima);
+- ``+before`` on any of them: every model-code change of the engine work undone: ATen's pooling (as
+  ``+atenpool``), plain ``nn.Conv2d`` for the ``models.layers.Conv1x1`` convolutions (BC-ResNet's
+  1x1 ones, whose NCHW CPU path is matrix products) and BC-ResNet's ResNorm as it was written before
+  (autograd through a layer norm of the transposed map, then ``lambda * x + ifn``):
+  ``system+before`` is the training step before the engine work began;
 - ``+inplace`` on any of them: every activation module (ReLU, ReLU6, SiLU, Hardswish) in place;
 - ``+family`` on any of them: the memory format and precision ``tinyasc train`` chooses for the
   model (its family's ``channels_last``; bfloat16 where ``train.precision=auto`` takes it): ``tuned+family``
@@ -36,6 +41,7 @@ import argparse
 import os
 import statistics
 import time
+import types
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +52,8 @@ from tinyasc import engine
 from tinyasc.compress.macs import count_macs
 from tinyasc.config import load_config
 from tinyasc.models import create_model, get_model_info
-from tinyasc.models.layers import MaxPool2d
+from tinyasc.models.bcresnet import ResNorm
+from tinyasc.models.layers import Conv1x1, MaxPool2d
 from tinyasc.train.loop import autocast
 from tinyasc.train.run import memory_format, mixed_precision
 
@@ -89,6 +96,23 @@ def aten_pools(model: torch.nn.Module) -> int:
     return swapped
 
 
+def resnorm_before(norm: ResNorm, x: torch.Tensor) -> torch.Tensor:
+    """ResNorm's forward before the engine work, left to autograd."""
+    ifn = F.layer_norm(x.transpose(1, 2), (x.shape[1], x.shape[3]), eps=norm.eps).transpose(1, 2)
+    return norm.lam * x + ifn
+
+
+def model_code_before(model: torch.nn.Module) -> None:
+    """``+before``: ATen's pooling, plain 1x1 convolutions and the old ResNorm, in place."""
+    aten_pools(model)
+    for parent in list(model.modules()):
+        for child_name, child in parent.named_children():
+            if isinstance(child, Conv1x1):
+                setattr(parent, child_name, child.for_quantization())
+            elif isinstance(child, ResNorm):
+                child.forward = types.MethodType(resnorm_before, child)
+
+
 def make_step(name: str, batch: int, variant: str):
     torch.manual_seed(0)
     model = create_model(name).train()
@@ -103,6 +127,8 @@ def make_step(name: str, batch: int, variant: str):
         switches.add("bf16")
     if "atenpool" in switches:
         aten_pools(model)
+    if "before" in switches:
+        model_code_before(model)
     if "inplace" in switches:  # every activation module that can overwrite its input does
         for m in model.modules():
             if hasattr(m, "inplace") and isinstance(

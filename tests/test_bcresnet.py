@@ -95,3 +95,35 @@ def test_resnorm_exports_by_reductions_without_transposes(tmp_path):
     export_module(model, torch.zeros(1, 1, 256, 431), tmp_path / "m.onnx")
     ops = {node.op_type for node in onnx.load(str(tmp_path / "m.onnx")).graph.node}
     assert "Transpose" not in ops and "LayerNormalization" not in ops and "ReduceMean" in ops
+
+
+def test_conv1x1_computes_what_conv2d_does():
+    from tinyasc.compress.binary import binarize
+    from tinyasc.models.layers import Conv1x1
+
+    torch.manual_seed(0)
+    for bias in (False, True):
+        fast = Conv1x1(6, 4, bias=bias)
+        plain = fast.for_quantization()
+        assert type(plain) is torch.nn.Conv2d
+        x = torch.randn(3, 6, 5, 7, requires_grad=True)
+        y, want = fast(x), plain(x)
+        assert torch.allclose(y, want, atol=1e-6)
+        grad = torch.randn_like(y)
+        got = torch.autograd.grad(y, [x, *fast.parameters()], grad)
+        ref = torch.autograd.grad(want, [x, *plain.parameters()], grad)
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(got, ref, strict=True))
+        with torch.autocast("cpu", torch.bfloat16):  # autocast's dtype, as conv2d
+            yb, wantb = fast(x), plain(x)
+        assert yb.dtype == wantb.dtype == torch.bfloat16 and torch.allclose(
+            yb.float(), wantb.float(), atol=0.05
+        )
+        with torch.no_grad():
+            assert torch.allclose(fast(x), want, atol=1e-6)
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(Conv1x1(3, 2).double(), (x,))
+    # compression treats it as the plain convolution: MACs, 1-bit layers
+    model = create_model("bcresnet_asc_c20")
+    ones = [n for n, m in model.named_modules() if isinstance(m, Conv1x1)]
+    assert "body.1.pre.0" in ones and "body.1.f1.3" in ones
+    assert set(ones) <= set(binarize(model))

@@ -71,7 +71,13 @@ def binarize(model: nn.Module, keep: tuple[str, ...] | None = None, scale: str =
     ``keep``: layer names left full precision; None = the first and the last conv/linear layer.
     """
     binary_weight(torch.ones(1, 1), scale)  # validates the scale mode
-    layers = [(n, m) for n, m in model.named_modules() if type(m) in (nn.Conv2d, nn.Linear)]
+    # plain layers only (a subclass with its own forward, e.g. a damped kernel, would lose it), and those
+    # that declare they compute what nn.Conv2d does (a faster path for the same convolution)
+    layers = [
+        (n, m)
+        for n, m in model.named_modules()
+        if type(m) in (nn.Conv2d, nn.Linear) or getattr(type(m), "same_as_conv2d", False)
+    ]
     if not layers:
         raise ValueError("binarize: the model has no plain Conv2d or Linear layers")
     if keep is None:

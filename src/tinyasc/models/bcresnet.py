@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tinyasc.models.layers import FRONTEND_256, ASCModel, MaxPool2d, register_variants
+from tinyasc.models.layers import FRONTEND_256, ASCModel, Conv1x1, MaxPool2d, register_variants
 
 
 class SubSpectralNorm(nn.Module):
@@ -123,7 +123,7 @@ class BCResBlock(nn.Module):
         super().__init__()
         self.transition = c_in != c_out
         self.pre = (
-            nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+            nn.Sequential(Conv1x1(c_in, c_out), nn.BatchNorm2d(c_out), nn.ReLU())
             if self.transition
             else nn.Identity()
         )
@@ -135,7 +135,7 @@ class BCResBlock(nn.Module):
             nn.Conv2d(c_out, c_out, (1, 3), padding=(0, 1), groups=c_out, bias=False),
             nn.BatchNorm2d(c_out),
             nn.SiLU(),
-            nn.Conv2d(c_out, c_out, 1, bias=False),
+            Conv1x1(c_out, c_out),
             nn.Dropout2d(dropout),
         )
 
