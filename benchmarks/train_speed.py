@@ -19,8 +19,9 @@ bfloat16; a bfloat16 variant's share is of the bfloat16 roof. Variants:
   two pairwise maxima);
 - ``+before`` on any of them: every model-code change of the engine work undone: ATen's pooling (as
   ``+atenpool``), plain ``nn.Conv2d`` for the ``models.layers.Conv1x1`` convolutions (BC-ResNet's
-  1x1 ones, whose NCHW CPU path is matrix products) and BC-ResNet's ResNorm as it was written before
-  (autograd through a layer norm of the transposed map, then ``lambda * x + ifn``):
+  1x1 ones, whose NCHW CPU path is matrix products), BC-ResNet's ResNorm as it was written before
+  (autograd through a layer norm of the transposed map, then ``lambda * x + ifn``) and its blocks'
+  mean over frequency through ATen's ``mean``:
   ``system+before`` is the training step before the engine work began;
 - ``+inplace`` on any of them: every activation module (ReLU, ReLU6, SiLU, Hardswish) in place;
 - ``+family`` on any of them: the memory format and precision ``tinyasc train`` chooses for the
@@ -52,7 +53,7 @@ from tinyasc import engine
 from tinyasc.compress.macs import count_macs
 from tinyasc.config import load_config
 from tinyasc.models import create_model, get_model_info
-from tinyasc.models.bcresnet import ResNorm
+from tinyasc.models.bcresnet import BCResBlock, ResNorm
 from tinyasc.models.layers import Conv1x1, MaxPool2d
 from tinyasc.train.loop import autocast
 from tinyasc.train.run import memory_format, mixed_precision
@@ -102,8 +103,18 @@ def resnorm_before(norm: ResNorm, x: torch.Tensor) -> torch.Tensor:
     return norm.lam * x + ifn
 
 
+def block_before(block: BCResBlock, x: torch.Tensor) -> torch.Tensor:
+    """BC-ResNet's block forward before the engine work (ATen's mean over frequency)."""
+    x = block.pre(x)
+    aux = block.f2(x)
+    out = block.f1(aux.mean(dim=2, keepdim=True)) + aux
+    if not block.transition:
+        out = out + x
+    return torch.relu(out)
+
+
 def model_code_before(model: torch.nn.Module) -> None:
-    """``+before``: ATen's pooling, plain 1x1 convolutions and the old ResNorm, in place."""
+    """``+before``: ATen's pooling, plain 1x1 convolutions, the old ResNorm and the old block forward."""
     aten_pools(model)
     for parent in list(model.modules()):
         for child_name, child in parent.named_children():
@@ -111,6 +122,8 @@ def model_code_before(model: torch.nn.Module) -> None:
                 setattr(parent, child_name, child.for_quantization())
             elif isinstance(child, ResNorm):
                 child.forward = types.MethodType(resnorm_before, child)
+            elif isinstance(child, BCResBlock):
+                child.forward = types.MethodType(block_before, child)
 
 
 def make_step(name: str, batch: int, variant: str):

@@ -127,3 +127,19 @@ def test_conv1x1_computes_what_conv2d_does():
     ones = [n for n, m in model.named_modules() if isinstance(m, Conv1x1)]
     assert "body.1.pre.0" in ones and "body.1.f1.3" in ones
     assert set(ones) <= set(binarize(model))
+
+
+def test_frequency_mean_is_the_mean_over_frequency():
+    from tinyasc.models.bcresnet import frequency_mean
+
+    torch.manual_seed(0)
+    for f in (128, 12):  # a power of two and not
+        x = (torch.randn(2, 3, f, 7) * 2 + 1).requires_grad_()
+        y = frequency_mean(x)
+        assert y.shape == (2, 3, 1, 7) and torch.allclose(y, x.mean(dim=2, keepdim=True), atol=1e-6)
+        grad = torch.randn_like(y)
+        (got,) = torch.autograd.grad(y, x, grad)
+        assert torch.allclose(got, grad.expand_as(x) / f)
+        with torch.autocast("cpu", torch.bfloat16):
+            yb = frequency_mean(x.detach().bfloat16())
+        assert yb.dtype == torch.bfloat16 and torch.allclose(yb.float(), y, atol=0.02)

@@ -118,6 +118,24 @@ class _ResNormFunction(torch.autograd.Function):
         return d_x, None, None
 
 
+def frequency_mean(x: torch.Tensor) -> torch.Tensor:
+    """``x.mean(dim=2, keepdim=True)`` of a (B, C, F, T) CPU tensor as a matrix product, ``ones(1, F) @
+    x`` over the B * C (F, T) matrices, scaled by 1 / F (exact for the powers of two of the registered
+    variants). ATen's mean of a bfloat16 map first copies the whole map to float32; the product reads
+    it once and accumulates in float32: 6 against 18 ms for c40's (16, 40, 128, 216) bfloat16 map,
+    12 against 22 ms with the backward; c40's training step 1.04x faster. Graph capture for export,
+    compile or int8 tracing, and CUDA, keep ``mean``."""
+    if (
+        not isinstance(x, torch.Tensor)  # an FX proxy when int8 quantisation traces the model
+        or x.device.type != "cpu"
+        or torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+    ):
+        return x.mean(dim=2, keepdim=True)
+    return torch.matmul(x.new_ones(1, x.shape[2]), x) * (1.0 / x.shape[2])
+
+
 class BCResBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, sub_bands: int = 4, dropout: float = 0.1):
         super().__init__()
@@ -142,7 +160,7 @@ class BCResBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pre(x)
         aux = self.f2(x)
-        out = self.f1(aux.mean(dim=2, keepdim=True))  # (B, C, 1, T), broadcast over frequency
+        out = self.f1(frequency_mean(aux))  # (B, C, 1, T), broadcast over frequency
         out = out + aux
         if not self.transition:
             out = out + x
