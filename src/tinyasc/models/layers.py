@@ -46,6 +46,20 @@ class ASCModel(nn.Module):
         check_input(x, self.n_mels, self.frames, self.label)
 
 
+def eager_cpu_nchw(x) -> bool:
+    """Whether ``x`` is a contiguous NCHW CPU tensor in an eager call: the case the layers' faster
+    CPU paths (``MaxPool2d``, ``Conv1x1``, BC-ResNet's mean over frequency) were written and measured
+    for. An FX proxy (int8 quantisation tracing the model) and graph capture for export, compile or
+    TorchScript tracing get the plain operators, which those graphs know."""
+    return (
+        isinstance(x, torch.Tensor)
+        and x.dim() == 4
+        and x.device.type == "cpu"
+        and x.is_contiguous()
+        and not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting())
+    )
+
+
 class _MaxPool2x2(torch.autograd.Function):
     """2x2 max pooling, stride 2, of an NCHW tensor as two pairwise maxima (columns, then rows).
 
@@ -99,16 +113,12 @@ class MaxPool2d(nn.MaxPool2d):
 
     def _fast(self, x) -> bool:
         return (
-            isinstance(x, torch.Tensor)  # an FX proxy when int8 quantisation traces the model
-            and x.dim() == 4
-            and x.device.type == "cpu"
-            and x.is_contiguous()
+            eager_cpu_nchw(x)
             and self.kernel_size in (2, (2, 2))
             and self.stride in (2, (2, 2))
             and self.padding in (0, (0, 0))
             and self.dilation in (1, (1, 1))
             and not (self.ceil_mode or self.return_indices)
-            and not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting())
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -170,17 +180,8 @@ class Conv1x1(nn.Conv2d):
     def __init__(self, c_in: int, c_out: int, bias: bool = False):
         super().__init__(c_in, c_out, 1, bias=bias)
 
-    def _fast(self, x) -> bool:
-        return (
-            isinstance(x, torch.Tensor)  # an FX proxy when int8 quantisation traces the model
-            and x.dim() == 4
-            and x.device.type == "cpu"
-            and x.is_contiguous()
-            and not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting())
-        )
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._fast(x):
+        if not eager_cpu_nchw(x):
             return super().forward(x)
         weight = self.weight
         if torch.is_autocast_enabled("cpu"):  # conv2d is on autocast's lower-precision list
