@@ -59,7 +59,7 @@ def test_resnorm_gradient_and_layout():
     (got,) = torch.autograd.grad(y, x, grad)
     (want,) = torch.autograd.grad(_resnorm_by_autograd(x), x, grad)
     assert got.is_contiguous() and torch.allclose(got, want, atol=1e-5)
-    # under CPU bfloat16 autocast a bfloat16 map stays bfloat16 (no cast up to float32 and back)
+    # under CPU bfloat16 autocast a bfloat16 map stays bfloat16, its gradient too
     xb = x.detach().bfloat16().requires_grad_()
     with torch.autocast("cpu", torch.bfloat16):
         yb = ResNorm(0.1)(xb)
@@ -120,12 +120,18 @@ def test_conv1x1_computes_what_conv2d_does():
         )
         with torch.no_grad():
             assert torch.allclose(fast(x), want, atol=1e-6)
+            # channels_last takes nn.Conv2d's own path, with the same result
+            assert torch.allclose(fast(x.contiguous(memory_format=torch.channels_last)), want, atol=1e-6)
     x = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(Conv1x1(3, 2).double(), (x,))
     # compression treats it as the plain convolution: MACs, 1-bit layers
+    from tinyasc.compress.macs import count_macs
+
     model = create_model("bcresnet_asc_c20")
     ones = [n for n, m in model.named_modules() if isinstance(m, Conv1x1)]
     assert "body.1.pre.0" in ones and "body.1.f1.3" in ones
+    macs = count_macs(model.eval()).layers
+    assert macs["body.1.pre.0"] == 20 * 128 * 216 * 40  # output elements x input channels
     assert set(ones) <= set(binarize(model))
 
 
