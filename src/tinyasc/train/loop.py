@@ -35,21 +35,22 @@ class DepthwiseInFloat32(TorchFunctionMode):
 
 
 def _slow_in_bfloat16(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> bool:
-    depthwise = input.dim() == 4 and groups > 1 and groups == input.shape[1] == weight.shape[0]
-    return depthwise and _slow_depthwise(stride, weight.shape[2:])
+    return input.dim() == 4 and _slow_depthwise(
+        groups, input.shape[1], weight.shape[0], stride, weight.shape[2:]
+    )
 
 
-def _slow_depthwise(stride, kernel) -> bool:
-    return _pair(stride) != (1, 1) or kernel[0] * kernel[1] > 9
+def _slow_depthwise(groups: int, c_in: int, c_out: int, stride, kernel) -> bool:
+    """A depthwise convolution (one filter per channel) with a stride or a kernel above 3x3."""
+    depthwise = groups > 1 and groups == c_in == c_out
+    return depthwise and (_pair(stride) != (1, 1) or kernel[0] * kernel[1] > 9)
 
 
 def float32_depthwise_layers(model: nn.Module) -> int:
     """How many of ``model``'s convolutions ``DepthwiseInFloat32`` runs in float32 (for the run log)."""
     return sum(
         isinstance(m, nn.Conv2d)
-        and m.groups > 1
-        and m.groups == m.in_channels == m.out_channels
-        and _slow_depthwise(m.stride, m.kernel_size)
+        and _slow_depthwise(m.groups, m.in_channels, m.out_channels, m.stride, m.kernel_size)
         for m in model.modules()
     )
 
