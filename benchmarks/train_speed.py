@@ -22,7 +22,8 @@ bfloat16; a bfloat16 variant's share is of the bfloat16 roof. Variants:
   1x1 ones, whose NCHW CPU path is matrix products), BC-ResNet's ResNorm as it was written before
   (autograd through a layer norm of the transposed map, then ``lambda * x + ifn``) and its blocks'
   mean over frequency through ATen's ``mean``:
-  ``system+before`` is the training step before the engine work began;
+  ``system+before`` is the training step before the engine work began; one of those alone:
+  ``+plainconv``, ``+oldresnorm``, ``+oldmean`` (``--variants tuned+family tuned+family+oldresnorm``);
 - ``+inplace`` on any of them: every activation module (ReLU, ReLU6, SiLU, Hardswish) in place;
 - ``+family`` on any of them: the memory format and precision ``tinyasc train`` chooses for the
   model (its family's ``channels_last``; bfloat16 where ``train.precision=auto`` takes it): ``tuned+family``
@@ -113,16 +114,19 @@ def block_before(block: BCResBlock, x: torch.Tensor) -> torch.Tensor:
     return torch.relu(out)
 
 
-def model_code_before(model: torch.nn.Module) -> None:
-    """``+before``: ATen's pooling, plain 1x1 convolutions, the old ResNorm and the old block forward."""
-    aten_pools(model)
+BEFORE = {"plainconv", "oldresnorm", "oldmean"}  # with ATen's pooling, what +before undoes
+
+
+def model_code_before(model: torch.nn.Module, undo: set[str]) -> None:
+    """Undo, in place, the model-code changes named in ``undo``: ``plainconv`` (plain 1x1
+    convolutions), ``oldresnorm`` (the old ResNorm forward), ``oldmean`` (the old block forward)."""
     for parent in list(model.modules()):
         for child_name, child in parent.named_children():
-            if isinstance(child, Conv1x1):
+            if "plainconv" in undo and isinstance(child, Conv1x1):
                 setattr(parent, child_name, child.for_quantization())
-            elif isinstance(child, ResNorm):
+            elif "oldresnorm" in undo and isinstance(child, ResNorm):
                 child.forward = types.MethodType(resnorm_before, child)
-            elif isinstance(child, BCResBlock):
+            elif "oldmean" in undo and isinstance(child, BCResBlock):
                 child.forward = types.MethodType(block_before, child)
 
 
@@ -138,10 +142,11 @@ def make_step(name: str, batch: int, variant: str):
         switches.add("cl")
     if "family" in switches and mixed_precision(AUTO, torch.device("cpu"), model, [], False)[0] is not None:
         switches.add("bf16")
+    if "before" in switches:
+        switches |= BEFORE | {"atenpool"}
     if "atenpool" in switches:
         aten_pools(model)
-    if "before" in switches:
-        model_code_before(model)
+    model_code_before(model, switches & BEFORE)
     if "inplace" in switches:  # every activation module that can overwrite its input does
         for m in model.modules():
             if hasattr(m, "inplace") and isinstance(
