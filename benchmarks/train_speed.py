@@ -23,7 +23,9 @@ bfloat16; a bfloat16 variant's share is of the bfloat16 roof. Variants:
   (autograd through a layer norm of the transposed map, then ``lambda * x + ifn``) and its blocks'
   mean over frequency through ATen's ``mean``:
   ``system+before`` is the training step before the engine work began; one of those alone:
-  ``+plainconv``, ``+oldresnorm``, ``+oldmean`` (``--variants tuned+family tuned+family+oldresnorm``);
+  ``+plainconv``, ``+oldresnorm``, ``+oldmean``, ``+unfusedstem`` (BC-ResNet's head, first ResNorm
+  and first 1x1 convolution layer by layer instead of ``bcresnet.fused_stem``) (``--variants
+  tuned+family tuned+family+oldresnorm``);
 - ``+inplace`` on any of them: every activation module (ReLU, ReLU6, SiLU, Hardswish) in place;
 - ``+family`` on any of them: the memory format and precision ``tinyasc train`` chooses for the
   model (its family's ``channels_last``; bfloat16 where ``train.precision=auto`` takes it): ``tuned+family``
@@ -105,8 +107,8 @@ def resnorm_before(norm: ResNorm, x: torch.Tensor) -> torch.Tensor:
 
 
 def block_before(block: BCResBlock, x: torch.Tensor) -> torch.Tensor:
-    """BC-ResNet's block forward before the engine work (ATen's mean over frequency)."""
-    x = block.pre(x)
+    """BC-ResNet's block after its transition (``after_pre``) before the engine work (ATen's mean over
+    frequency)."""
     aux = block.f2(x)
     out = block.f1(aux.mean(dim=2, keepdim=True)) + aux
     if not block.transition:
@@ -114,12 +116,15 @@ def block_before(block: BCResBlock, x: torch.Tensor) -> torch.Tensor:
     return torch.relu(out)
 
 
-BEFORE = {"plainconv", "oldresnorm", "oldmean"}  # with ATen's pooling, what +before undoes
+BEFORE = {"plainconv", "oldresnorm", "oldmean", "unfusedstem"}  # with ATen's pooling, what +before undoes
 
 
 def model_code_before(model: torch.nn.Module, undo: set[str]) -> None:
     """Undo, in place, the model-code changes named in ``undo``: ``plainconv`` (plain 1x1
-    convolutions), ``oldresnorm`` (the old ResNorm forward), ``oldmean`` (the old block forward)."""
+    convolutions), ``oldresnorm`` (the old ResNorm forward), ``oldmean`` (the old block forward),
+    ``unfusedstem`` (BC-ResNet's head, first ResNorm and first 1x1 convolution layer by layer)."""
+    if "unfusedstem" in undo and hasattr(model, "fuse_stem"):
+        model.fuse_stem = False
     for parent in list(model.modules()):
         for child_name, child in parent.named_children():
             if "plainconv" in undo and isinstance(child, Conv1x1):
@@ -127,7 +132,7 @@ def model_code_before(model: torch.nn.Module, undo: set[str]) -> None:
             elif "oldresnorm" in undo and isinstance(child, ResNorm):
                 child.forward = types.MethodType(resnorm_before, child)
             elif "oldmean" in undo and isinstance(child, BCResBlock):
-                child.forward = types.MethodType(block_before, child)
+                child.after_pre = types.MethodType(block_before, child)
 
 
 def make_step(name: str, batch: int, variant: str):

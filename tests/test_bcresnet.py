@@ -149,3 +149,77 @@ def test_frequency_mean_is_the_mean_over_frequency():
         with torch.autocast("cpu", torch.bfloat16):
             yb = frequency_mean(x.detach().bfloat16())
         assert yb.dtype == torch.bfloat16 and torch.allclose(yb.float(), y, atol=0.02)
+
+
+def _layered_copy(model):
+    import copy
+
+    layered = copy.deepcopy(model)
+    layered.fuse_stem = False
+    return layered
+
+
+def test_fused_stem_computes_the_layered_stem():
+    """Training takes bcresnet.fused_stem (head, first ResNorm and first 1x1 convolution composed):
+    the same logits, gradients and batch-norm statistics as the layers one by one."""
+    torch.manual_seed(0)
+    for kw in ({}, {"resnorm": False}, {"frames": 101}):
+        model = create_model("bcresnet_asc_c20", **kw).double().train()
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout2d):
+                m.p = 0.0  # the two forms draw their dropout masks alike, but without them is plainer
+        layered = _layered_copy(model)
+        x = torch.randn(3, 1, 256, kw.get("frames", 431), dtype=torch.float64) * 2 + 1
+        assert model.stem_fusable(x) and not layered.stem_fusable(x)
+        y, want = model(x), layered(x)
+        assert torch.allclose(y, want, rtol=0, atol=1e-12)
+        target = torch.tensor([0, 3, 7])
+        got = torch.autograd.grad(torch.nn.functional.cross_entropy(y, target), list(model.parameters()))
+        ref = torch.autograd.grad(torch.nn.functional.cross_entropy(want, target), list(layered.parameters()))
+        for a, b in zip(got, ref, strict=True):
+            assert torch.allclose(a, b, rtol=1e-9, atol=1e-14)
+        bn, bn_ref = model.body[1].pre[1], layered.body[1].pre[1]
+        assert torch.allclose(bn.running_mean, bn_ref.running_mean) and torch.allclose(
+            bn.running_var, bn_ref.running_var
+        )
+
+
+def test_fused_stem_precision_and_when_it_is_taken(monkeypatch):
+    from tinyasc.compress.binary import binarize
+    from tinyasc.models import bcresnet
+
+    torch.manual_seed(0)
+    model = create_model("bcresnet_asc_c20").train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout2d):
+            m.p = 0.0
+    layered = _layered_copy(model)
+    x = torch.randn(2, 1, 256, 431) * 2 + 1
+    # float32 and bfloat16: as close to the float64 logits as the layered form, or closer; in float32
+    # also on an input far from zero mean
+    for dtype, tol, offset in ((None, 1e-5, 0), (None, 1e-5, 1000), (torch.bfloat16, 0.05, 0)):
+        exact = _layered_copy(model).double()(x.double() + offset)
+        with torch.autocast("cpu", dtype or torch.float32, enabled=dtype is not None):
+            y, want = model(x + offset), layered(x + offset)
+        assert y.dtype == want.dtype
+        err, err_ref = (y.double() - exact).abs().max(), (want.double() - exact).abs().max()
+        assert err < tol and err <= 2 * err_ref + 1e-7, (dtype, offset, err, err_ref)
+
+    calls = []
+    real = bcresnet.fused_stem
+    monkeypatch.setattr(bcresnet, "fused_stem", lambda *a: calls.append(1) or real(*a))
+    model(x)
+    assert calls == [1]
+    # evaluation (MAC counts, size reports, exports walk the layers), a strided input, hooks on the
+    # composed layers and layers swapped for others keep the layered form
+    assert not model.eval().stem_fusable(x)
+    model.train()
+    assert not model.stem_fusable(x[..., ::2])
+    handle = model.head.register_forward_hook(lambda *a: None)
+    assert not model.stem_fusable(x)
+    handle.remove()
+    assert model.stem_fusable(x)
+    binarize(model)  # the first 1x1 convolution becomes a 1-bit layer
+    assert not model.stem_fusable(x)
+    model(x)
+    assert calls == [1]
