@@ -154,7 +154,8 @@ def fused_stem(x: torch.Tensor, head: nn.Conv2d, norm: ResNorm | None, pointwise
     layered form in float32, tested) and the same gradients through autograd; c40's 35 million
     values per batch of 16 of the 80-channel map, its ResNorm (the transposed copies, the layer norm
     and the residual sum, forward and backward) and the 80-to-40 matrix products are not computed:
-    c40's bfloat16 training step 1.16x faster (benchmarks/train_speed.py, ``+unfusedstem``)."""
+    c40's bfloat16 training step 1.17-1.19x faster in two runs (benchmarks/train_speed.py,
+    ``+unfusedstem``)."""
     w = head.weight.reshape(head.out_channels, -1)  # (2c, K)
     v = pointwise.weight.reshape(pointwise.out_channels, head.out_channels)  # (c, 2c)
     with torch.autocast(x.device.type, enabled=False):
@@ -271,8 +272,8 @@ class BCResNetASC(ASCModel):
     def stem_fusable(self, x: torch.Tensor) -> bool:
         """Whether this forward takes ``fused_stem``: in training, on an eager CPU NCHW tensor (as the
         other fast paths), with the head, the first ResNorm and the first 1x1 convolution plain layers
-        (not swapped, e.g. for 1-bit weights) and without hooks on them. Evaluation keeps the layered form,
-        which MAC counts, size reports and per-layer hooks walk."""
+        (not swapped, e.g. for 1-bit weights) and without hooks on them. Evaluation keeps the layered
+        form, which MAC counts, size reports and per-layer hooks walk."""
         if not (self.fuse_stem and self.training and eager_cpu_nchw(x)):
             return False
         head, norm, block = self.head, self.body[0], self.body[1]
@@ -285,6 +286,7 @@ class BCResNetASC(ASCModel):
             and head.bias is None
             and head.groups == 1
             and head.padding_mode == "zeros"
+            and not isinstance(head.padding, str)  # unfold takes the padding in numbers
             and type(norm) in (ResNorm, nn.Identity)
             and type(pointwise) in (Conv1x1, nn.Conv2d)  # nn.Conv2d: Conv1x1.for_quantization()'s
             and pointwise.kernel_size == pointwise.stride == (1, 1)
