@@ -24,8 +24,8 @@ bfloat16; a bfloat16 variant's share is of the bfloat16 roof. Variants:
   mean over frequency through ATen's ``mean``:
   ``system+before`` is the training step before the engine work began; one of those alone:
   ``+plainconv``, ``+oldresnorm``, ``+oldmean``, ``+unfusedstem`` (BC-ResNet's head, first ResNorm
-  and first 1x1 convolution layer by layer instead of ``bcresnet.fused_stem``) (``--variants
-  tuned+family tuned+family+oldresnorm``);
+  and first 1x1 convolution layer by layer instead of ``bcresnet.fused_stem``), ``+plaindw`` (plain
+  ``nn.Conv2d`` for ``bcresnet.FrequencyConv``) (``--variants tuned+family tuned+family+oldresnorm``);
 - ``+inplace`` on any of them: every activation module (ReLU, ReLU6, SiLU, Hardswish) in place;
 - ``+family`` on any of them: the memory format and precision ``tinyasc train`` chooses for the
   model (its family's ``channels_last``; bfloat16 where ``train.precision=auto`` takes it): ``tuned+family``
@@ -56,7 +56,7 @@ from tinyasc import engine
 from tinyasc.compress.macs import count_macs
 from tinyasc.config import load_config
 from tinyasc.models import create_model, get_model_info
-from tinyasc.models.bcresnet import BCResBlock, ResNorm
+from tinyasc.models.bcresnet import BCResBlock, FrequencyConv, ResNorm
 from tinyasc.models.layers import Conv1x1, MaxPool2d
 from tinyasc.train.loop import autocast
 from tinyasc.train.run import memory_format, mixed_precision
@@ -116,18 +116,22 @@ def block_before(block: BCResBlock, x: torch.Tensor) -> torch.Tensor:
     return torch.relu(out)
 
 
-BEFORE = {"plainconv", "oldresnorm", "oldmean", "unfusedstem"}  # with ATen's pooling, what +before undoes
+# with ATen's pooling, what +before undoes
+BEFORE = {"plainconv", "oldresnorm", "oldmean", "unfusedstem", "plaindw"}
 
 
 def model_code_before(model: torch.nn.Module, undo: set[str]) -> None:
     """Undo, in place, the model-code changes named in ``undo``: ``plainconv`` (plain 1x1
     convolutions), ``oldresnorm`` (the old ResNorm forward), ``oldmean`` (the old block forward),
-    ``unfusedstem`` (BC-ResNet's head, first ResNorm and first 1x1 convolution layer by layer)."""
+    ``unfusedstem`` (BC-ResNet's head, first ResNorm and first 1x1 convolution layer by layer),
+    ``plaindw`` (plain ``nn.Conv2d`` for BC-ResNet's frequency-wise depthwise convolutions)."""
     if "unfusedstem" in undo and hasattr(model, "fuse_stem"):
         model.fuse_stem = False
     for parent in list(model.modules()):
         for child_name, child in parent.named_children():
-            if "plainconv" in undo and isinstance(child, Conv1x1):
+            if "plaindw" in undo and isinstance(child, FrequencyConv):
+                setattr(parent, child_name, child.for_quantization())
+            elif "plainconv" in undo and isinstance(child, Conv1x1):
                 setattr(parent, child_name, child.for_quantization())
             elif "oldresnorm" in undo and isinstance(child, ResNorm):
                 child.forward = types.MethodType(resnorm_before, child)

@@ -223,3 +223,48 @@ def test_fused_stem_precision_and_when_it_is_taken(monkeypatch):
     assert not model.stem_fusable(x)
     model(x)
     assert calls == [1]
+
+
+def test_frequency_conv_computes_what_conv2d_does(monkeypatch):
+    from tinyasc.compress.binary import binarize
+    from tinyasc.compress.macs import count_macs
+    from tinyasc.models import bcresnet
+    from tinyasc.models.bcresnet import FrequencyConv, _BandedFrequencyConv
+
+    torch.manual_seed(0)
+    fast = FrequencyConv(6).train()
+    plain = fast.for_quantization()
+    assert type(plain) is torch.nn.Conv2d and plain.groups == 6 and plain.kernel_size == (3, 1)
+    x = torch.randn(3, 6, 16, 7, requires_grad=True)
+    grad = torch.randn(3, 6, 16, 7).bfloat16()
+    # training under bfloat16 autocast: the banded products; the output equal to the convolution's,
+    # the gradients within bfloat16's rounding
+    with torch.autocast("cpu", torch.bfloat16):
+        y, want = fast(x), plain(x)
+    assert y.dtype == want.dtype == torch.bfloat16 and torch.equal(y, want)
+    got = torch.autograd.grad(y, [x, fast.weight], grad)
+    ref = torch.autograd.grad(want, [x, plain.weight], grad)
+    for a, b in zip(got, ref, strict=True):
+        assert a.dtype == b.dtype and torch.allclose(a, b, rtol=0.02, atol=0.02 * b.abs().max().item())
+    # the function itself, in float64: gradcheck (the first and last bins see the zero padding)
+    xd = torch.randn(2, 3, 5, 4, dtype=torch.float64, requires_grad=True)
+    wd = torch.randn(3, 1, 3, 1, dtype=torch.float64, requires_grad=True)
+    assert torch.allclose(
+        _BandedFrequencyConv.apply(xd, wd), torch.nn.functional.conv2d(xd, wd, padding=(1, 0), groups=3)
+    )
+    assert torch.autograd.gradcheck(_BandedFrequencyConv.apply, (xd, wd))
+    # float32 training, evaluation and a strided input take the convolution itself
+    calls = []
+    monkeypatch.setattr(bcresnet._BandedFrequencyConv, "apply", lambda *a: calls.append(1))
+    assert torch.allclose(fast.train()(x), plain(x), atol=1e-6)
+    with torch.autocast("cpu", torch.bfloat16):
+        assert torch.equal(fast.eval()(x), plain(x))
+        assert torch.equal(fast.train()(x[..., ::2]), plain(x[..., ::2]))
+        fast(x)
+    assert calls == [1]  # only the last call took the products
+    # compression and MAC counts see an nn.Conv2d
+    model = create_model("bcresnet_asc_c20")
+    freq = [n for n, m in model.named_modules() if isinstance(m, FrequencyConv)]
+    assert "body.1.f2.0" in freq and len(freq) == 9
+    assert count_macs(model.eval()).layers["body.1.f2.0"] == 20 * 128 * 216 * 3
+    assert set(freq) <= set(binarize(model))
