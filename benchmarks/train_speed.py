@@ -20,12 +20,12 @@ bfloat16; a bfloat16 variant's share is of the bfloat16 roof. Variants:
 - ``+before`` on any of them: every model-code change of the engine work undone: ATen's pooling (as
   ``+atenpool``), plain ``nn.Conv2d`` for the ``models.layers.Conv1x1`` convolutions (BC-ResNet's
   1x1 ones, whose NCHW CPU path is matrix products), BC-ResNet's ResNorm as it was written before
-  (autograd through a layer norm of the transposed map, then ``lambda * x + ifn``) and its blocks'
-  mean over frequency through ATen's ``mean``:
-  ``system+before`` is the training step before the engine work began; one of those alone:
-  ``+plainconv``, ``+oldresnorm``, ``+oldmean``, ``+unfusedstem`` (BC-ResNet's head, first ResNorm
-  and first 1x1 convolution layer by layer instead of ``bcresnet.fused_stem``), ``+plaindw`` (plain
-  ``nn.Conv2d`` for ``bcresnet.FrequencyConv``) (``--variants tuned+family tuned+family+oldresnorm``);
+  (autograd through a layer norm of the transposed map, then ``lambda * x + ifn``), its blocks'
+  mean over frequency through ATen's ``mean``, its head, first ResNorm and first 1x1 convolution
+  layer by layer instead of ``bcresnet.fused_stem`` and plain ``nn.Conv2d`` for its 3x1 depthwise
+  ``bcresnet.FrequencyConv``: ``system+before`` is the training step before the engine work began;
+  one of those alone: ``+plainconv``, ``+oldresnorm``, ``+oldmean``, ``+unfusedstem``, ``+plaindw``
+  (``--variants tuned+family tuned+family+oldresnorm``);
 - ``+inplace`` on any of them: every activation module (ReLU, ReLU6, SiLU, Hardswish) in place;
 - ``+family`` on any of them: the memory format and precision ``tinyasc train`` chooses for the
   model (its family's ``channels_last``; bfloat16 where ``train.precision=auto`` takes it): ``tuned+family``
