@@ -150,11 +150,11 @@ def fused_stem(x: torch.Tensor, head: nn.Conv2d, norm: ResNorm | None, pointwise
     ResNorm is then ``h * (lambda + rstd) - mean * rstd``, an affine map per sample and bin, and the
     1x1 convolution ``V`` commutes with it: ``V h * (lambda + rstd) - mean * rstd * V 1``, where
     ``V h`` is one convolution of the input with the composed c x K kernel ``V W``. The same
-    parameters, the same function (to rounding: within 1e-14 in float64, closer to it than the
-    layered form in float32, tested) and the same gradients through autograd; c40's 35 million
+    parameters, the same function (to rounding: within 1e-12 in float64, at least as close to it as
+    the layered form in float32 and bfloat16, tested) and the same gradients through autograd; c40's 35 million
     values per batch of 16 of the 80-channel map, its ResNorm (the transposed copies, the layer norm
     and the residual sum, forward and backward) and the 80-to-40 matrix products are not computed:
-    c40's bfloat16 training step 1.17-1.19x faster in two runs (benchmarks/train_speed.py,
+    c40's bfloat16 training step 1.14-1.19x faster in three runs (benchmarks/train_speed.py,
     ``+unfusedstem``)."""
     w = head.weight.reshape(head.out_channels, -1)  # (2c, K)
     v = pointwise.weight.reshape(pointwise.out_channels, head.out_channels)  # (c, 2c)
@@ -186,9 +186,10 @@ class FrequencyConv(nn.Conv2d):
     (F, T) map times the F x F banded matrix of its three weights, on AMX's bfloat16 matrix units.
     The products do about F / 3 times the arithmetic of the convolution and still take less time
     than oneDNN's bfloat16 depthwise kernel: c40's (16, 40, 128, 216) map 1.4x faster forward and
-    backward in a scratch comparison, c40's training step 1.06x (benchmarks/train_speed.py,
-    ``+plaindw``). Float32, evaluation, CUDA, other layouts and graph capture take
-    ``nn.Conv2d``'s own path (in float32 the products cost more than the convolution); int8 swaps it
+    backward in a scratch comparison, c40's training step 1.04-1.06x in two runs
+    (benchmarks/train_speed.py, ``+plaindw``). Float32, evaluation, CUDA, other layouts and graph
+    capture take ``nn.Conv2d``'s own path (in float32 the products are no faster: 120 against 115 ms
+    on that map, scratch); int8 swaps it
     for a plain ``nn.Conv2d`` (``for_quantization``), and 1-bit compression treats it as one."""
 
     same_as_conv2d = True
