@@ -164,6 +164,9 @@ def test_cpresnet_rho_damping_and_grouping():
     x = torch.randn(1, 2, 6, 6)
     manual = nn.functional.conv2d(x, conv.weight * conv.damping, conv.bias, padding=2)
     torch.testing.assert_close(conv(x), manual)
+    plain = conv.eval().for_quantization()  # the damped kernel in a plain conv, for int8
+    assert type(plain) is nn.Conv2d and plain.padding == (2, 2) and not plain.training
+    torch.testing.assert_close(plain(x), manual)
     grouped = CPResNet(width=8, blocks=(1, 1, 1), rho=9, groups=(1, 2, 2))
     assert grouped.stages[2].conv1.groups == 2  # stage 2 (after the pooling layers of stage 1)
 

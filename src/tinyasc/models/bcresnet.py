@@ -34,6 +34,7 @@ from tinyasc.models.layers import (
     Conv1x1,
     MaxPool2d,
     eager_cpu_nchw,
+    plain_conv2d,
     register_variants,
 )
 
@@ -211,11 +212,7 @@ class FrequencyConv(nn.Conv2d):
 
     def for_quantization(self) -> nn.Conv2d:
         """A plain ``nn.Conv2d`` with the same parameters, which graph quantisation knows."""
-        conv = nn.Conv2d(
-            self.in_channels, self.out_channels, (3, 1), padding=(1, 0), groups=self.groups, bias=False
-        )
-        conv.load_state_dict(self.state_dict())
-        return conv.train(self.training)
+        return plain_conv2d(self)
 
 
 class _BandedFrequencyConv(torch.autograd.Function):

@@ -28,7 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinyasc.models.layers import FRONTEND_CP, ASCModel, MaxPool2d, init_weights, register_variants
+from tinyasc.models.layers import (
+    FRONTEND_CP,
+    ASCModel,
+    MaxPool2d,
+    init_weights,
+    plain_conv2d,
+    register_variants,
+)
 
 
 class Conv2dDamped(nn.Conv2d):
@@ -50,21 +57,7 @@ class Conv2dDamped(nn.Conv2d):
     def for_quantization(self) -> nn.Conv2d:
         """The plain convolution with the damped kernel, which graph quantisation turns into an int8
         conv (the damping is a fixed mask, so inference is unchanged)."""
-        conv = nn.Conv2d(
-            self.in_channels,
-            self.out_channels,
-            self.kernel_size,
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
-            self.bias is not None,
-        )
-        with torch.no_grad():
-            conv.weight.copy_(self.weight * self.damping)
-            if self.bias is not None:
-                conv.bias.copy_(self.bias)
-        return conv.train(self.training)
+        return plain_conv2d(self, self.weight * self.damping)
 
 
 class BasicBlock(nn.Module):

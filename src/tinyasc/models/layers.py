@@ -201,9 +201,28 @@ class Conv1x1(nn.Conv2d):
 
     def for_quantization(self) -> nn.Conv2d:
         """A plain ``nn.Conv2d`` with the same parameters, which graph quantisation knows."""
-        conv = nn.Conv2d(self.in_channels, self.out_channels, 1, bias=self.bias is not None)
-        conv.load_state_dict(self.state_dict())
-        return conv.train(self.training)
+        return plain_conv2d(self)
+
+
+def plain_conv2d(conv: nn.Conv2d, weight: torch.Tensor | None = None) -> nn.Conv2d:
+    """A plain ``nn.Conv2d`` with ``conv``'s settings, bias and training mode and ``weight`` (by default
+    its own): what a convolution subclass with its own forward returns from ``for_quantization()``."""
+    plain = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        conv.bias is not None,
+        conv.padding_mode,
+    )
+    with torch.no_grad():
+        plain.weight.copy_(conv.weight if weight is None else weight)
+        if conv.bias is not None:
+            plain.bias.copy_(conv.bias)
+    return plain.train(conv.training)
 
 
 def conv_bn(

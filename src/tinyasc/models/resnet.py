@@ -22,7 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinyasc.models.layers import FRONTEND_128, ASCModel, MaxPool2d, conv_bn, init_weights, register_variants
+from tinyasc.models.layers import (
+    FRONTEND_128,
+    ASCModel,
+    MaxPool2d,
+    conv_bn,
+    init_weights,
+    plain_conv2d,
+    register_variants,
+)
 
 
 class StridedPointwise(nn.Conv2d):
@@ -39,9 +47,7 @@ class StridedPointwise(nn.Conv2d):
         return F.conv2d(x[:, :, ::sf, ::st], self.weight, self.bias, 1, 0, self.dilation, self.groups)
 
     def for_quantization(self) -> nn.Conv2d:
-        conv = nn.Conv2d(self.in_channels, self.out_channels, 1, self.stride, bias=self.bias is not None)
-        conv.load_state_dict(self.state_dict())
-        return conv.train(self.training)
+        return plain_conv2d(self)
 
 
 class ResBlock(nn.Module):
