@@ -95,9 +95,9 @@ class _ResNormFunction(torch.autograd.Function):
     view contiguous, so the map is copied into it once each way. Left to autograd (layer norm of a
     transposed view, then ``ifn + lambda * x``), the output came out transposed, so the 2x2 pooling
     after it left its fast path, and the gradients of the two branches were summed across layouts and
-    copied again on their way back. c40's bfloat16 training step ran 1.02x faster with this function
-    than with that form (benchmarks/train_speed.py, ``+oldresnorm``; 1.07-1.10x in scratch
-    comparisons). Autocast is off inside, whatever its lists say for these kernels: the layer norm runs
+    copied again on their way back. c40's bfloat16 training step ran 1.02-1.08x faster with this
+    function than with that form in three runs (benchmarks/train_speed.py, ``+oldresnorm``; 1.07-1.10x
+    in scratch comparisons). Autocast is off inside, whatever its lists say for these kernels: the layer norm runs
     in the input's own dtype (its statistics in float32 in ATen's kernel) and a bfloat16 map stays
     bfloat16, as it did under autocast before."""
 
@@ -132,8 +132,8 @@ def frequency_mean(x: torch.Tensor) -> torch.Tensor:
     x`` over the B * C (F, T) matrices, scaled by 1 / F (exact for the powers of two of the registered
     variants). ATen's mean of a bfloat16 map first copies the whole map to float32; the product reads
     it once and accumulates in float32: 6 against 18 ms for c40's (16, 40, 128, 216) bfloat16 map,
-    12 against 22 ms with the backward; on c40's training step within noise (1.00x with
-    benchmarks/train_speed.py ``+oldmean``, 1.04x in a scratch comparison). Graph capture for export,
+    12 against 22 ms with the backward; c40's training step 1.00-1.05x in three runs
+    (benchmarks/train_speed.py ``+oldmean``; 1.04x in a scratch comparison). Graph capture for export,
     compile or int8 tracing, CUDA and other layouts keep ``mean``."""
     if not eager_cpu_nchw(x):
         return x.mean(dim=2, keepdim=True)
@@ -152,9 +152,10 @@ def fused_stem(x: torch.Tensor, head: nn.Conv2d, norm: ResNorm | None, pointwise
     1x1 convolution ``V`` commutes with it: ``V h * (lambda + rstd) - mean * rstd * V 1``, where
     ``V h`` is one convolution of the input with the composed c x K kernel ``V W``. The same
     parameters, the same function (to rounding: within 1e-12 in float64, at least as close to it as
-    the layered form in float32 and bfloat16, tested) and the same gradients through autograd; c40's 35 million
-    values per batch of 16 of the 80-channel map, its ResNorm (the transposed copies, the layer norm
-    and the residual sum, forward and backward) and the 80-to-40 matrix products are not computed:
+    the layered form in float32 and bfloat16, tested) and the same gradients through autograd; c40's
+    35 million values per batch of 16 of the 80-channel map, its ResNorm (the transposed copies, the
+    layer norm and the residual sum, forward and backward) and the 80-to-40 matrix products are not
+    computed:
     c40's bfloat16 training step 1.14-1.19x faster in three runs (benchmarks/train_speed.py,
     ``+unfusedstem``)."""
     w = head.weight.reshape(head.out_channels, -1)  # (2c, K)

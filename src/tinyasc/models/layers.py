@@ -48,8 +48,8 @@ class ASCModel(nn.Module):
 
 def eager_cpu_nchw(x) -> bool:
     """Whether ``x`` is a contiguous NCHW CPU tensor in an eager call: the case the layers' faster
-    CPU paths (``MaxPool2d``, ``Conv1x1``, BC-ResNet's mean over frequency) were written and measured
-    for. An FX proxy (int8 quantisation tracing the model) and graph capture for export, compile or
+    CPU paths (``MaxPool2d``, ``Conv1x1``, BC-ResNet's mean over frequency, 3x1 convolutions and
+    fused stem) were written and measured for. An FX proxy (int8 quantisation tracing the model) and graph capture for export, compile or
     TorchScript tracing get the plain operators, which those graphs know."""
     return (
         isinstance(x, torch.Tensor)
@@ -139,7 +139,7 @@ class _PointwiseConv(torch.autograd.Function):
     input's gradient, back to NCHW: BC-ResNet c40's first transition (80 to 40 channels on the
     (16, 80, 128, 216) map) took 318 ms forward and backward in bfloat16, 103 ms as these products;
     the smaller ones 1.6-2.4x faster (interleaved, one thread, on the project's CPU); c40's training
-    step 1.10x (benchmarks/train_speed.py, ``+plainconv``)."""
+    step 1.05-1.10x in three runs (benchmarks/train_speed.py, ``+plainconv``)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
