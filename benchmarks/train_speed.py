@@ -4,8 +4,10 @@
 
 One thread (``torch.set_num_threads(1)``), random normalised log-mel batches of the model's input,
 cross-entropy, Adam: the work of one training step without data loading. Each variant is timed in the
-same process, interleaved (A B A B ...) over ``--rounds`` rounds; the figure is the median process CPU
-time per step (wall time beside it). GFLOP/s counts 3 x 2 x MACs per clip (forward and the two
+same process, interleaved over ``--rounds`` rounds, each round starting one variant later (A B C, B C A,
+C A B, ...: the first variant of a round measured up to 5% slower than the same variant later in it,
+so no variant always goes first); the figure is the median process CPU time per step (wall time
+beside it). GFLOP/s counts 3 x 2 x MACs per clip (forward and the two
 backward products) over the CPU time, against a roof this script measures itself: a large 3x3 float32
 convolution (oneDNN, channels_last, the best of two shapes) on the same thread, in float32 and in
 bfloat16; a bfloat16 variant's share is of the bfloat16 roof. Variants:
@@ -221,8 +223,9 @@ def main() -> None:
         flops = 3 * 2 * macs * a.batch
         times: dict[str, list[tuple[float, float, float]]] = {v: [] for v in a.variants}
         bf16: dict[str, bool] = {}
-        for _ in range(a.rounds):
-            for v in a.variants:  # interleaved: A B C D A B C D
+        for r in range(a.rounds):
+            shift = r % len(a.variants)
+            for v in a.variants[shift:] + a.variants[:shift]:  # interleaved and rotated: A B C, B C A
                 engine.tune_allocator(v.split("+")[0] != "system")
                 step, bf16[v] = make_step(name, a.batch, v)
                 times[v].append(measure(step, a.steps))
