@@ -189,7 +189,9 @@ class FrequencyConv(nn.Conv2d):
     The products do about F / 3 times the arithmetic of the convolution and still take less time
     than oneDNN's bfloat16 depthwise kernel: c40's (16, 40, 128, 216) map 1.4x faster forward and
     backward in a scratch comparison, c40's training step 1.04-1.06x in two runs
-    (benchmarks/train_speed.py, ``+plaindw``). Float32, evaluation, CUDA, other layouts and graph
+    (benchmarks/train_speed.py, ``+plaindw``) on an Intel host with AMX; on an AMD Zen 5 host
+    without AMX (AVX512-BF16) 1.01x for c40 and 1.05x for c20 (six rounds, rotated). Float32,
+    evaluation, CUDA, other layouts and graph
     capture take ``nn.Conv2d``'s own path (in float32 the products are no faster: 120 against 115 ms
     on that map, scratch); int8 swaps it
     for a plain ``nn.Conv2d`` (``for_quantization``), and 1-bit compression treats it as one."""
