@@ -14,6 +14,9 @@ bfloat16; a bfloat16 variant's share is of the bfloat16 roof. Variants:
 
 - ``system``: glibc's default allocator (what tinyasc did before ``engine.tune_allocator``);
 - ``tuned``: freed memory kept in the process (tinyasc's default now);
+- ``capped``: as ``tuned`` but the heap top trimmed past 2 GiB, the largest positive threshold
+  ``mallopt`` takes, which ``engine.tune_allocator`` set before it disabled trimming (steps that free
+  more than that, BC-ResNet c40 at ``--batch 64`` and more, faulted it back every step);
 - ``tuned+bf16``: and ``torch.autocast('cpu', bfloat16)``;
 - ``tuned+cl``: and channels_last memory format;
 - ``+atenpool`` on any of them (``--variants system+atenpool tuned``): the models' 2x2 max pooling
@@ -226,7 +229,10 @@ def main() -> None:
         for r in range(a.rounds):
             shift = r % len(a.variants)
             for v in a.variants[shift:] + a.variants[:shift]:  # interleaved and rotated: A B C, B C A
-                engine.tune_allocator(v.split("+")[0] != "system")
+                allocator = v.split("+")[0]
+                engine.tune_allocator(allocator != "system")
+                if allocator == "capped":
+                    engine._mallopt(engine._M_TRIM_THRESHOLD, 2**31 - 1)
                 step, bf16[v] = make_step(name, a.batch, v)
                 times[v].append(measure(step, a.steps))
         engine.tune_allocator(True)

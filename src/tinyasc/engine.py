@@ -30,7 +30,12 @@ log = logging.getLogger(__name__)
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
-_KEEP = 2**31 - 1  # mallopt takes an int: keep up to 2 GiB of free heap top instead of trimming it
+# Never trim the heap top: mallopt(3) documents -1 as "disables trimming completely" (glibc stores it
+# as the largest size_t). The largest positive value an int can pass, 2 GiB - 1, was trimmed past: a
+# step whose freed heap top exceeded 2 GiB (BC-ResNet c40 at batch 64, and its recipe's batch of 100)
+# was returned and faulted back every step, 1.22x slower at batch 100 and 1.24-1.8x at batch 64
+# (benchmarks/train_speed.py --batch, one run each).
+_KEEP = -1
 _GLIBC_DEFAULTS = {_M_MMAP_MAX: 65536, _M_TRIM_THRESHOLD: 128 * 1024}
 
 
