@@ -33,8 +33,8 @@ _M_MMAP_MAX = -4
 # Never trim the heap top: mallopt(3) documents -1 as "disables trimming completely" (glibc stores it
 # as the largest size_t). The largest positive value an int can pass, 2 GiB - 1, was trimmed past: a
 # step whose freed heap top exceeded 2 GiB (BC-ResNet c40 at batch 64, and its recipe's batch of 100)
-# was returned and faulted back every step, 1.22x slower at batch 100 and 1.24-1.8x at batch 64
-# (benchmarks/train_speed.py --batch, one run each).
+# was returned and faulted back every step: 1.51x slower per core at batch 100, 1.38x at batch 64
+# (benchmarks/train_speed.py, variant ``capped``); the whole command 1.06x, its kernel time halved.
 _KEEP = -1
 _GLIBC_DEFAULTS = {_M_MMAP_MAX: 65536, _M_TRIM_THRESHOLD: 128 * 1024}
 
