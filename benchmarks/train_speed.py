@@ -7,8 +7,8 @@ cross-entropy, Adam: the work of one training step without data loading. Each va
 same process, interleaved over ``--rounds`` rounds, each round starting one variant later (A B C, B C A,
 C A B, ...: the first variant of a round measured up to 5% slower than the same variant later in it,
 so no variant always goes first); the figure is the median process CPU time per step (wall time
-beside it). GFLOP/s counts 3 x 2 x MACs per clip (forward and the two
-backward products) over the CPU time, against a roof this script measures itself: a large 3x3 float32
+beside it). GFLOP/s counts 3 x 2 x MACs per clip (forward and the two backward products) over the
+CPU time, against a roof this script measures itself: a large 3x3 float32
 convolution (oneDNN, channels_last, the best of two shapes) on the same thread, in float32 and in
 bfloat16; a bfloat16 variant's share is of the bfloat16 roof. Variants:
 

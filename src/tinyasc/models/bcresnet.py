@@ -97,9 +97,9 @@ class _ResNormFunction(torch.autograd.Function):
     after it left its fast path, and the gradients of the two branches were summed across layouts and
     copied again on their way back. c40's bfloat16 training step ran 1.02-1.08x faster with this
     function than with that form in three runs (benchmarks/train_speed.py, ``+oldresnorm``; 1.07-1.10x
-    in scratch comparisons). Autocast is off inside, whatever its lists say for these kernels: the layer norm runs
-    in the input's own dtype (its statistics in float32 in ATen's kernel) and a bfloat16 map stays
-    bfloat16, as it did under autocast before."""
+    in scratch comparisons). Autocast is off inside, whatever its lists say for these kernels: the
+    layer norm runs in the input's own dtype (its statistics in float32 in ATen's kernel) and a
+    bfloat16 map stays bfloat16, as it did under autocast before."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, lam: float, eps: float) -> torch.Tensor:
@@ -155,9 +155,8 @@ def fused_stem(x: torch.Tensor, head: nn.Conv2d, norm: ResNorm | None, pointwise
     the layered form in float32 and bfloat16, tested) and the same gradients through autograd; c40's
     35 million values per batch of 16 of the 80-channel map, its ResNorm (the transposed copies, the
     layer norm and the residual sum, forward and backward) and the 80-to-40 matrix products are not
-    computed:
-    c40's bfloat16 training step 1.14-1.19x faster in three runs (benchmarks/train_speed.py,
-    ``+unfusedstem``)."""
+    computed: c40's bfloat16 training step 1.14-1.19x faster in three runs
+    (benchmarks/train_speed.py, ``+unfusedstem``)."""
     w = head.weight.reshape(head.out_channels, -1)  # (2c, K)
     v = pointwise.weight.reshape(pointwise.out_channels, head.out_channels)  # (c, 2c)
     with torch.autocast(x.device.type, enabled=False):
@@ -191,10 +190,9 @@ class FrequencyConv(nn.Conv2d):
     backward in a scratch comparison, c40's training step 1.04-1.06x in two runs
     (benchmarks/train_speed.py, ``+plaindw``) on an Intel host with AMX; on an AMD Zen 5 host
     without AMX (AVX512-BF16) 1.01x for c40 and 1.05x for c20 (six rounds, rotated). Float32,
-    evaluation, CUDA, other layouts and graph
-    capture take ``nn.Conv2d``'s own path (in float32 the products are no faster: 120 against 115 ms
-    on that map, scratch); int8 swaps it
-    for a plain ``nn.Conv2d`` (``for_quantization``), and 1-bit compression treats it as one."""
+    evaluation, CUDA, other layouts and graph capture take ``nn.Conv2d``'s own path (in float32 the
+    products are no faster: 120 against 115 ms on that map, scratch); int8 swaps it for a plain
+    ``nn.Conv2d`` (``for_quantization``), and 1-bit compression treats it as one."""
 
     same_as_conv2d = True
 
