@@ -73,7 +73,7 @@ def main() -> None:
         prepared = int8.prepare(model, example_input(model))
         int8.calibrate(prepared, calibration_batches(splits.features, splits.rows(splits.train), norm, cfg)())
         q = int8.convert(prepared)
-        rows.append(("model int8 (FX, x86)", "PyTorch", median_ms(lambda: q(norm(x)), a.repeat, a.warmup)))
+        rows.append(("model int8 (tinyasc)", "PyTorch", median_ms(lambda: q(norm(x)), a.repeat, a.warmup)))
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = a.out or Path(tmp)

@@ -18,15 +18,15 @@ which includes the NCHWc layout transforms around convolutions) against the exte
 fusions without the layout transforms), interleaved call by call.
 
 ``--int8`` times the model's int8 forms in a second table, interleaved with its float32 PyTorch
-model: PyTorch's FX int8 (what ``quantize: int8`` ships; its activation ranges calibrated on 4 random
-batches, which changes nothing of the time) and onnxruntime's static int8 (QDQ, as ``tinyasc export
---int8``), each against float32 in the same runtime. Where torchao is importable (not a tinyasc
-dependency), a column more: the same model through torchao's PT2E flow (``torch.export``, the x86
-quantizer's static int8 config, the same 4 calibration batches, ``convert_pt2e``) run as PyTorch runs
-the converted graph without compiling it, the flow PyTorch's documentation points to from the
-deprecated FX one (``--pt2e-compile``: through ``torch.compile`` with inductor's frozen weights, which
-lowers it to int8 kernels; the first call's compilation printed beside it); and the largest logit
-difference of each PyTorch int8 form to float32.
+model: tinyasc's int8 (``compress/int8.py``, what ``quantize: int8`` ships, computed in float32 from
+its integers; its input ranges calibrated on 4 random batches, which changes nothing of the time) and
+onnxruntime's static int8 (QDQ, as ``tinyasc export --int8``), each against float32 in the same
+runtime. Where torchao is importable (not a tinyasc dependency), a column more: the same model through
+torchao's PT2E flow (``torch.export``, the x86 quantizer's static int8 config, the same 4 calibration
+batches, ``convert_pt2e``) run as PyTorch runs the converted graph without compiling it
+(``--pt2e-compile``: through ``torch.compile`` with inductor's frozen weights, which lowers it to int8
+kernels; the first call's compilation printed beside it); and the largest logit difference of each
+PyTorch int8 form to float32.
 """
 
 from __future__ import annotations
@@ -173,15 +173,15 @@ def int8_table(models: list[str], calls: int, compile_pt2e: bool = False) -> Non
     from tinyasc.compress import int8
     from tinyasc.export import quantize_onnx
 
-    warnings.simplefilter("ignore")  # torchao's and torch.ao's notes on every observer
+    warnings.simplefilter("ignore")  # torchao's notes on every observer
 
     torch.set_num_threads(1)
     print(f"load average {os.getloadavg()[0]:.2f}; 1 thread; batch 1; median of {calls} calls; model only\n")
     print(
-        "| model | PyTorch float32 ms | PyTorch FX int8 ms | int8 / float32 | onnxruntime float32 ms | "
+        "| model | PyTorch float32 ms | PyTorch tinyasc int8 ms | int8 / float32 | onnxruntime float32 ms | "
         "onnxruntime int8 ms | int8 / float32 | PyTorch PT2E int8 ms "
         f"({'compiled' if compile_pt2e else 'uncompiled'}) | PT2E / float32 | "
-        "largest logit difference FX / PT2E |"
+        "largest logit difference tinyasc / PT2E |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():

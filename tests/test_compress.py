@@ -1,5 +1,6 @@
 """tinyasc compress: every method on a small trained run, exact stored sizes, closeness, errors."""
 
+import ast
 import hashlib
 import io
 import json
@@ -15,7 +16,7 @@ from tinyasc.cli import main
 from tinyasc.compress import int8
 from tinyasc.compress.binary import pack_binary, unpack_binary
 from tinyasc.compress.prune import Pruner
-from tinyasc.compress.size import BYTES_PER_DTYPE, example_input
+from tinyasc.compress.size import BYTES_PER_DTYPE, example_input, model_size
 from tinyasc.evaluate.predict import load_model
 from tinyasc.io import load_checkpoint
 from tinyasc.models import create_model
@@ -51,10 +52,11 @@ def _recount(state: dict) -> int:
 @pytest.mark.parametrize(
     "name", ["dcase2021_baseline", "bcresnet_asc_c20", "trident_resnet_c8", "cpresnet_c20"]
 )
-def test_int8_ptq_runs_real_int8_kernels_and_stores_exactly(name):
+def test_int8_ptq_stores_the_scheme_exactly(name):
     torch.manual_seed(0)
     model = create_model(name).eval()
     state, extra = stored_state(model, "int8", _calibration(model))
+    assert extra["int8"]["scheme"] == int8.SCHEME and extra["int8"]["calibration_clips"] == 8
     art = _roundtrip(
         {
             "model_name": name,
@@ -66,27 +68,132 @@ def test_int8_ptq_runs_real_int8_kernels_and_stores_exactly(name):
         }
     )
     q = load_stored(art)
-    x = _calibration(model, 4, seed=1)()
-    x = next(x)
+    x = next(_calibration(model, 4, seed=1)())
     direct = int8.convert(_calibrated(model))
-    torch.testing.assert_close(q(x), direct(x))  # the stored file rebuilds the same int8 graph exactly
-    assert any(t.is_quantized for t in q.state_dict().values() if isinstance(t, torch.Tensor))
-    kinds = {type(m).__module__ for m in q.modules()}
-    assert any(".quantized" in k for k in kinds)  # torch.ao quantised modules: int8 kernels, not a simulation
+    torch.testing.assert_close(q(x), direct(x), rtol=0, atol=0)  # the file rebuilds the same int8 model
+    layers = [m for m in q.modules() if isinstance(m, int8.Int8Layer)]
+    shells = {id(m.shell) for m in layers}
+    floats = [n for n, m in q.named_modules() if isinstance(m, int8._LAYERS) and id(m) not in shells]
+    assert layers and floats == []  # every conv and linear layer of these models is stored int8
+    for layer in layers:
+        assert layer.weight.dtype == torch.int8 and int(layer.weight.abs().max()) <= int8.WEIGHT_MAX
+        assert layer.input_zero_point.dtype == torch.uint8 and layer.weight_scale.dtype == torch.float32
     assert size_report(art).nonzero_bytes == _recount(art["state"])
-    assert {str(t.dtype) for t in state.values()} <= {
-        "torch.int8",
-        "torch.uint8",
-        "torch.float32",
-        "torch.int16",
-        "torch.int32",
-    }
+    stored = {t.dtype for k, t in state.items() if not k.endswith("num_batches_tracked")}
+    assert stored <= {torch.int8, torch.uint8, torch.float32}
 
 
 def _calibrated(model):
     p = int8.prepare(model, example_input(model))
     int8.calibrate(p, _calibration(model)())
     return p
+
+
+def test_int8_layer_computes_the_integer_convolution():
+    """An Int8Layer's float32 output is the integer convolution of its quantised input and weight,
+    rescaled: computed here in float64 from the integers alone."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 5, 3, padding=1, stride=(1, 2))
+    observed = int8.ObservedLayer(conv, qat=False)
+    x = torch.randn(2, 3, 9, 11) * 3 + 1
+    observed(x)
+    q = int8.Int8Layer.from_observed(observed, "conv")
+    s, z = float(q.input_scale), int(q.input_zero_point)
+    xq = torch.clamp(torch.round(x.double() / s) + z, 0, 255)  # uint8 codes
+    assert int(xq.min()) == 0 and int(xq.max()) == 255  # min-max calibration spans the grid
+    acc = torch.nn.functional.conv2d(xq - z, q.weight.double(), None, conv.stride, conv.padding)  # integers
+    assert torch.equal(acc, torch.round(acc))
+    ref = acc * s * q.weight_scale.double().reshape(-1, 1, 1) + q.bias.double().reshape(-1, 1, 1)
+    torch.testing.assert_close(q(x).double(), ref, rtol=1e-5, atol=1e-5)
+    # and it stays close to the float layer it came from
+    assert (q(x) - conv(x)).abs().max() < 0.02 * conv(x).abs().max()
+
+
+def test_int8_weights_are_symmetric_per_channel_and_inputs_span_their_range():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(6, 4)
+    with torch.no_grad():
+        lin.weight[2] = 0.0  # a pruned row: scale at its floor, all codes zero
+    observed = int8.ObservedLayer(lin, qat=False)
+    observed(torch.tensor([[0.5, 2.0, 1.0, 0.0, 1.5, 0.25]]))  # non-negative: the range widens to hold 0
+    q = int8.Int8Layer.from_observed(observed, "lin")
+    assert q.weight.abs().amax(1).tolist() == [127, 127, 0, 127]
+    torch.testing.assert_close(q.weight_scale[[0, 1, 3]], lin.weight.detach().abs().amax(1)[[0, 1, 3]] / 127)
+    assert int(q.input_zero_point) == 0 and float(q.input_scale) == pytest.approx(2.0 / 255)
+    with pytest.raises(int8.Int8Error, match="never observed"):
+        int8.Int8Layer.from_observed(int8.ObservedLayer(lin, qat=False), "fresh")
+
+
+def test_int8_qat_trains_what_ships():
+    """QAT's eval-mode forward (fake quantisation with the learned ranges) is the converted int8 model's."""
+    torch.manual_seed(0)
+    model = create_model("dcase2021_baseline")
+    prepared = int8.prepare(model, example_input(model), qat=True)
+    assert prepared.training
+    opt = torch.optim.SGD(prepared.parameters(), lr=0.01)
+    for x in _calibration(model, 8)():
+        loss = prepared(x).logsumexp(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert all(p.grad is not None for p in prepared.parameters() if p.requires_grad)  # straight through
+    x = next(_calibration(model, 4, seed=3)())
+    prepared.eval()
+    torch.testing.assert_close(int8.convert(prepared)(x), prepared(x), rtol=1e-5, atol=1e-5)
+
+
+def test_int8_refuses_what_it_cannot_fold_or_load():
+    class SharedConvOutput(torch.nn.Module):  # the conv's output is used before and after its norm
+        n_mels, frames = 8, 8
+
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+            self.bn = torch.nn.BatchNorm2d(4)
+            self.head = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.head((self.bn(y) + y).mean((2, 3)))
+
+    m = SharedConvOutput().eval()
+    with torch.no_grad():
+        m.bn.running_mean.fill_(0.5)
+        m.bn.running_var.fill_(4.0)
+    with pytest.raises(int8.Int8Error, match="folding batch norm .* changes the output"):
+        int8.prepare(m, example_input(m))
+    model = create_model("dcase2021_baseline").eval()
+    state, _ = stored_state(model, "int8", _calibration(model))
+    state["conv1.weight"] = state["conv1.weight"].float()
+    with pytest.raises(int8.Int8Error, match="conv1.weight is torch.float32"):
+        int8.load_int8(model, example_input(model), state)
+
+
+def test_no_tinyasc_module_uses_torch_ao_quantization():
+    """int8 is tinyasc's own: the deprecated torch.ao.quantization API appears nowhere in the package."""
+    root = Path(int8.__file__).parents[1]
+    users = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Attribute):
+                names = [ast.unparse(node)]
+            else:
+                continue
+            users += [f"{path.relative_to(root)}: {n}" for n in names if n.startswith("torch.ao")]
+    assert users == []
+
+
+def test_an_int8_file_of_the_fx_quantiser_is_refused_by_name(tmp_path):
+    model = create_model("dcase2021_baseline").eval()
+    state, _ = stored_state(model, "int8", _calibration(model))
+    art = {"model_name": "dcase2021_baseline", "model_params": {}, "classes": list("abcdefghij")}
+    old = dict(art, storage="int8", state=state, int8={"method": "ptq", "backend": "x86", "meta": {}})
+    with pytest.raises(ValueError, match="earlier tinyasc .*compress its float run again"):
+        load_stored(old)
 
 
 def test_int8_stays_close_to_float_on_the_baseline():
@@ -103,17 +210,19 @@ def test_int8_size_hand_count_baseline():
     model = create_model("dcase2021_baseline").eval()
     state, _ = stored_state(model, "int8", _calibration(model))
     rep = size_report({"storage": "int8", "state": state})
-    # per conv: int8 weights + float32 scale and uint8 zero point per output channel + float32 bias
-    #           + float32 output scale + uint8 output zero point
-    conv1 = 16 * 49 + 16 * 4 + 16 + 16 * 4 + 5  # 933
-    conv2 = 16 * 16 * 49 + 16 * 4 + 16 + 16 * 4 + 5  # 12,693
-    conv3 = 32 * 16 * 49 + 32 * 4 + 32 + 32 * 4 + 5  # 25,381
-    dense1 = 100 * 64 + 100 * 4 + 100 + 100 * 4 + 5  # 7,305
-    dense2 = 10 * 100 + 10 * 4 + 10 + 10 * 4 + 5  # 1,095
-    acts = 6 * 5  # the input and five requantisations (pools, flatten): float32 scale + uint8 zero point
-    assert rep.bytes == conv1 + conv2 + conv3 + dense1 + dense2 + acts == 47_437
+    # per layer (batch norm folded in): int8 weights + float32 scale per output channel + float32 bias
+    #           + its input's float32 scale and uint8 zero point
+    conv1 = 16 * 49 + 16 * 4 + 16 * 4 + 5  # 917
+    conv2 = 16 * 16 * 49 + 16 * 4 + 16 * 4 + 5  # 12,677
+    conv3 = 32 * 16 * 49 + 32 * 4 + 32 * 4 + 5  # 25,349
+    dense1 = 100 * 64 + 100 * 4 + 100 * 4 + 5  # 7,205
+    dense2 = 10 * 100 + 10 * 4 + 10 * 4 + 5  # 1,085
+    assert rep.bytes == conv1 + conv2 + conv3 + dense1 + dense2 == 47_233
+    assert rep.bytes == model_size(model, "int8").bytes  # the estimate before quantising is exact
     by_layer = {r.name: r.bytes for r in rep.rows}
     assert by_layer["conv1"] == conv1 and by_layer["dense1"] == dense1
+    # inputs after a ReLU never go below 0: their zero point is 0 and free by the non-zero rule
+    assert int(state["conv2.input_zero_point"]) == 0 and int(state["conv1.input_zero_point"]) > 0
 
 
 def test_binary_pack_hand_count_and_exact_unpack():
@@ -311,9 +420,9 @@ def test_pruned_int8_keeps_zeros_free():
     nonzero = sum(int((t != 0).sum()) for t in weights.values())
     assert nonzero <= p.total() - p.zeros()
     rows = {r.name: r for r in size_report({"storage": "int8", "state": state}).rows}
-    nz = {k: int((state[k] != 0).sum()) for k in ("conv3.weight", "conv3.bias", "conv3.zero_point")}
-    # int8 weights at 1 B, 32 float32 channel scales, float32 biases, float32 output scale, uint8 zero point
-    expected = nz["conv3.weight"] + 32 * 4 + 4 * nz["conv3.bias"] + 4 + nz["conv3.zero_point"]
+    nz = {k: int((state[k] != 0).sum()) for k in ("conv3.weight", "conv3.bias", "conv3.input_zero_point")}
+    # int8 weights at 1 B, 32 float32 channel scales, float32 biases, float32 input scale, uint8 zero point
+    expected = nz["conv3.weight"] + 32 * 4 + 4 * nz["conv3.bias"] + 4 + nz["conv3.input_zero_point"]
     assert rows["conv3"].nonzero_bytes == expected
 
 

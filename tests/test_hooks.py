@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from tinyasc.compress import int8
 from tinyasc.config import ConfigError, load_config
 from tinyasc.train.hooks import (
     DeviceTranslationHook,
@@ -77,7 +78,9 @@ def test_quantization_aware_hook_swaps_in_a_fake_quantised_graph():
     model = create_model("dcase2021_baseline")
     wrapped = QuantizationAware().wrap_model(model)
     assert wrapped is not model
-    assert any("FakeQuantize" in type(m).__name__ for m in wrapped.modules())
+    observed = [m for m in wrapped.modules() if isinstance(m, int8.ObservedLayer)]
+    assert len(observed) == 5 and all(m.qat for m in observed) and wrapped.training  # fake-quantised
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in wrapped.modules())  # folded
     assert QuantizationAware().state_dict() is None  # its state is the model's
 
 

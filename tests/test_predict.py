@@ -194,14 +194,29 @@ def test_onnxruntime_runs_float_models_as_pytorch_does(
     assert len(sorted((default_cache_dir() / "onnx").glob("*.onnx"))) == len(exports) + 1
 
 
-def test_onnxruntime_refuses_what_it_cannot_run(trained_run, tmp_path, capsys):
+def test_int8_runs_in_onnxruntime_with_its_own_integers(trained_run, tiny_corpus, tmp_path, capsys):
+    """An int8 model file runs in onnxruntime by default (the same integers computed in float32, checked
+    against PyTorch); what onnxruntime cannot run (a 1-bit model) is refused when asked for."""
     run, _ = trained_run
     int8_run = tmp_path / "int8"
     args = ["compress", str(run), "--method", "int8-ptq", "--out", str(int8_run), "--no-evaluate", "--quiet"]
     assert main(args) == 0
-    assert load_model(int8_run, "auto").storage == "int8"  # auto: PyTorch runs int8
+    assert load_model(int8_run, "auto").storage == "int8, onnxruntime"
+    files = sorted((tiny_corpus / "audio").glob("*-a.wav"))[:4]
+    outs = {}
+    for runtime in ("torch", "auto"):
+        out = tmp_path / f"int8_{runtime}.csv"
+        assert main(["predict", str(int8_run), *map(str, files), "--runtime", runtime, "-o", str(out)]) == 0
+        rows = [line.split("\t") for line in out.read_text().splitlines()[1:]]
+        outs[runtime] = np.array([[float(v) for v in r[2:12]] for r in rows])
+    np.testing.assert_allclose(outs["auto"], outs["torch"], atol=1e-3)
+    assert (outs["auto"].argmax(1) == outs["torch"].argmax(1)).all()
+    binary_run = tmp_path / "binary"
+    args = ["compress", str(run), "--method", "binary", "--epochs", "1", "--out", str(binary_run)]
+    assert main([*args, "--no-evaluate", "--quiet", "train.batch_size=8"]) == 0
+    assert load_model(binary_run, "auto").storage == "binary"  # auto: PyTorch runs 1-bit
     capsys.readouterr()
-    assert main(["predict", str(int8_run), str(tmp_path), "--runtime", "onnxruntime"]) == 2
+    assert main(["predict", str(binary_run), str(tmp_path), "--runtime", "onnxruntime"]) == 2
     assert "--runtime onnxruntime:" in capsys.readouterr().err
 
 

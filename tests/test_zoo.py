@@ -146,8 +146,8 @@ def test_macs_hand_count_resnet_and_depthwise():
 
 
 def test_int8_estimate_hand_count_baseline():
-    # per conv/linear: int8 weights + float32 per-channel scales + float32 (folded) bias + output scale
-    # (4 B) and zero point (1 B)
+    # per conv/linear: int8 weights + float32 per-channel scales + float32 (folded) bias + its input's
+    # scale (4 B) and zero point (1 B)
     layers = [(16, 1 * 49), (16, 16 * 49), (32, 16 * 49), (100, 64), (10, 100)]
     hand = sum(o * i + 4 * o + 4 * o + 5 for o, i in layers)
     assert model_size(create_model("dcase2021_baseline"), "int8").bytes == hand == 47_233
@@ -250,7 +250,7 @@ def test_every_config_is_valid_and_matches_its_model(path):
 
 @pytest.mark.parametrize("name", ["dcase2021_baseline", "resnet_c12", "mobilenetv2_s", "separable_cnn_s"])
 def test_models_trace_with_fx_and_keep_their_outputs(name):
-    """FX symbolic tracing (the route to graph-mode int8 quantisation) sees through the input check."""
+    """FX symbolic tracing (the route of graph transforms such as PT2E) sees through the input check."""
     model = create_model(name).eval()
     traced = torch.fx.symbolic_trace(model)
     info = get_model_info(name)

@@ -8,9 +8,10 @@ frontend, band normalisation (``norm_mean``/``norm_std``), the selected epoch, `
 
 - ``float32``: the trained weights (a run's ``model.pt``).
 - ``float16``: conv/linear tensors float16, batch norm float32 (the Keras baseline).
-- ``int8``: the FX int8 graph after post-training static quantisation or quantisation-aware training
-  (``compress/int8.py``: int8 weights, float32 scales, narrow integer zero points, float32 biases and
-  any layer left float), with the ``int8`` record needed to rebuild the graph.
+- ``int8``: the int8 model after post-training static quantisation or quantisation-aware training
+  (``compress/int8.py``, scheme ``int8.SCHEME``: batch norm folded, int8 weights with float32
+  per-channel scales, float32 biases, each layer input's float32 scale and uint8 zero point, any layer
+  left float at float32), with the ``int8`` record of how it was made.
 - ``binary``: packed sign bits and per-layer scales of the 1-bit layers (``compress/binary.py``), the
   kept layers float16, batch norm float32, with the ``binary`` record of the packed layers.
 - ``qat``: a quantisation-aware training run's fake-quantised float model; what ships is its int8
@@ -160,13 +161,11 @@ def stored_state(
             raise ModelFileError("int8 post-training quantisation needs calibration clips")
         prepared = int8.prepare(model, example_input(model))
         seen = int8.calibrate(prepared, calibration())
-        tensors, meta = int8.encode_state(int8.convert(prepared).state_dict())
-        return tensors, {
-            "int8": {"method": "ptq", "backend": int8.BACKEND, "calibration_clips": seen, "meta": meta}
-        }
+        state = int8.convert(prepared).state_dict()
+        return state, {"int8": {"method": "ptq", "scheme": int8.SCHEME, "calibration_clips": seen}}
     if quantize == "int8-qat":
-        tensors, meta = int8.encode_state(int8.convert(model).state_dict())
-        return tensors, {"int8": {"method": "qat", "backend": int8.BACKEND, "meta": meta}}
+        state = int8.convert(model).state_dict()
+        return state, {"int8": {"method": "qat", "scheme": int8.SCHEME}}
     if quantize == "binary":
         try:
             return binary.pack_binary(model)
@@ -287,8 +286,16 @@ def load_stored(art: dict) -> nn.Module:
     if storage == Storage.BINARY:
         return load_as_stored(model, binary.unpack_binary(state, art["binary"])).eval()
     if storage == Storage.INT8:
-        q = art["int8"]
-        graph = int8.load_int8(model, example_input(model), state, q["meta"], qat=q["method"] == "qat")
+        scheme = art.get("int8", {}).get("scheme")
+        if scheme != int8.SCHEME:  # the files of tinyasc's earlier torch.ao FX quantiser have none
+            raise ModelFileError(
+                f"int8 scheme {scheme!r}, expected {int8.SCHEME!r}: an int8 file of an earlier tinyasc "
+                "(torch.ao FX quantisation); compress its float run again to ship it int8"
+            )
+        try:
+            graph = int8.load_int8(model, example_input(model), state)
+        except int8.Int8Error as e:
+            raise ModelFileError(str(e)) from None
     else:  # Storage.QAT
         graph = int8.prepare(model, example_input(model), qat=True)
         graph.load_state_dict(state)

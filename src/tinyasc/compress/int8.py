@@ -1,63 +1,64 @@
-"""int8 quantisation through PyTorch's FX graph mode on the x86 (fbgemm) CPU backend.
+"""int8 quantisation, tinyasc's own: no ``torch.ao.quantization`` (deprecated, and bound to the torch pin).
 
-- **Post-training static quantisation** (``prepare`` + ``calibrate`` + ``convert``): conv-BN(-ReLU)
-  fusion, per-channel symmetric int8 weights, per-tensor affine uint8 activations whose ranges come
-  from calibration batches of training clips (the x86 default qconfig: min-max weights, histogram
-  activations, reduced range).
-- **Quantisation-aware training** (``prepare(..., qat=True)``, train, ``convert``): the same graph with
-  fake quantisation and BN folded into the conv during training.
+The scheme (``SCHEME``), the same for post-training quantisation and quantisation-aware training:
 
-The converted model runs through the real int8 kernels (``torch.ops.quantized``). Modules FX cannot
-trace declare it themselves with a class attribute ``quantization_leaf = True`` (BC-ResNet's
-SubSpectralNorm and ResNorm, which branch on shapes); they stay float32 leaf modules: FX dequantises
-before them and quantises after them, and the size report counts their tensors at float32. A module that
-offers ``for_quantization()`` is replaced by what it returns before tracing (CP-ResNet's damped conv
-becomes the plain conv of its damped kernel). The quantiser knows no architecture.
+- Batch norm is folded into the conv or linear layer that feeds it (``size.fold_batchnorm``: found by
+  the data flow of one forward pass, checked by comparing the model's output before and after); a batch
+  norm no layer feeds directly (BC-ResNet's SubSpectralNorm, ResNorm) stays float32.
+- Every conv and linear layer's weight is int8, symmetric per output channel: ``q = round(w / s)`` in
+  -127..127 with ``s = max|w| / 127`` (zero point 0, so a pruned weight is an int8 zero and free), its
+  bias float32.
+- Every conv and linear layer's input is uint8, affine per tensor: ``q = clamp(round(x / s) + z, 0, 255)``
+  with ``s``, ``z`` from the range the layer's input took (min-max over the calibration clips for PTQ; a
+  moving average of each batch's min and max, momentum ``MOMENTUM``, during QAT), widened to hold 0.
+- Everything else (activations, pooling, additions, unfolded norms) runs in float32, as in onnxruntime's
+  QDQ graphs where an operator has no int8 kernel.
 
-Storage (``encode_state``/``decode_state``): the converted model's state dict as plain tensors, each at
-the width it needs: a quantised tensor becomes its int8 values plus float32 scales and integer zero
-points (per output channel for weights), every integer tensor (zero points) is stored in the narrowest
-of uint8/int8/int16/int32 that holds its values, floats (biases, activation scales, unquantised layers)
-stay float32. The file therefore holds exactly the tensors the size report counts, and loading it
-(``torch.load(weights_only=True)``) never unpickles code. Loading rebuilds the quantised graph from the
-registered model (prepare + convert without data) and loads the decoded state into it.
+``prepare`` returns a copy whose layers observe their input (and, for QAT, fake-quantise input and
+weight from the first step, straight-through gradients, so that what trains is what ships);
+``calibrate`` runs clips through a PTQ-prepared copy; ``convert`` replaces every observed layer by an
+``Int8Layer`` holding its int8 weight, float32 per-channel scales, float32 bias and its input's float32
+scale and uint8 zero point. An ``Int8Layer`` computes with exactly those integers (the input quantised
+and dequantised, the weight dequantised) in float32 arithmetic, which reproduces an integer kernel's
+accumulation up to float32 rounding; it runs at about the float model's speed (the fast int8 runtime is
+``tinyasc export --int8``, onnxruntime's int8 kernels).
+
+A module that offers ``for_quantization()`` is replaced by what it returns before folding (CP-ResNet's
+damped conv becomes the plain conv of its damped kernel, BC-ResNet's banded frequency conv a plain
+conv). The layers inside a module that declares ``quantization_leaf = True`` stay float32. The quantiser
+knows no architecture.
+
+Storage: the converted model's ``state_dict`` is the stored state, plain int8, uint8 and float32 tensors
+that ``torch.load(weights_only=True)`` reads and the size report counts as they are; loading rebuilds the
+int8 structure from the registered float model (``prepare`` + ``convert`` without data) and loads it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import warnings
-from collections import OrderedDict
 from collections.abc import Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-BACKEND = "x86"
-_INT_WIDTHS = (torch.uint8, torch.int8, torch.int16, torch.int32)
+from tinyasc.compress.size import fold_batchnorm
+
+SCHEME = "tinyasc-int8-1"
+WEIGHT_MAX = 127  # symmetric int8 weights in -127..127 (the narrow range: -128 would have no mirror)
+INPUT_MIN, INPUT_MAX = 0, 255  # uint8 inputs
+MOMENTUM = 0.01  # QAT: weight of each batch's min/max in the moving range of a layer's input
+_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Linear)
+_EPS = torch.finfo(torch.float32).eps
 
 
-@contextlib.contextmanager
-def _quiet():
-    """torch.ao.quantization warns on every observer (a deprecation of ``reduce_range``) and on import."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", module=r"torch\.ao\..*")
-        warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated.*")
-        warnings.filterwarnings("ignore", message=r".*reduce_range will be deprecated.*")
-        warnings.filterwarnings("ignore", message=r".*must run observer before calling calculate_qparams.*")
-        yield
-
-
-def leaf_types(model: nn.Module) -> list[type]:
-    """The module classes of ``model`` that declare ``quantization_leaf``: kept float, not traced."""
-    found = {type(m) for m in model.modules() if getattr(type(m), "quantization_leaf", False)}
-    return sorted(found, key=lambda t: t.__qualname__)
+class Int8Error(ValueError):
+    """A model the int8 scheme cannot quantise as it is, or an int8 state that does not fit a model."""
 
 
 def swap_for_quantization(model: nn.Module) -> nn.Module:
     """Replace, in place, every module that offers ``for_quantization()`` by what it returns (e.g.
-    CP-ResNet's damped conv by the plain conv of its damped kernel, which FX quantises as a module)."""
+    CP-ResNet's damped conv by the plain conv of its damped kernel)."""
     for name, m in list(model.named_modules()):
         if name and callable(getattr(m, "for_quantization", None)):
             parent, _, attr = name.rpartition(".")
@@ -65,156 +66,252 @@ def swap_for_quantization(model: nn.Module) -> nn.Module:
     return model
 
 
-def prepare(model: nn.Module, example: torch.Tensor, qat: bool = False) -> nn.Module:
-    """FX-prepare a float model for int8 (observers; fake quantisation too when ``qat``).
+def quantized_layers(model: nn.Module) -> list[str]:
+    """Names of the conv/linear layers the scheme quantises: all but those inside a float leaf module."""
+    leaves = [n for n, m in model.named_modules() if n and getattr(type(m), "quantization_leaf", False)]
+    names = []
+    for n, m in model.named_modules():
+        if not isinstance(m, _LAYERS) or any(n.startswith(leaf + ".") for leaf in leaves):
+            continue
+        base = next(t for t in _LAYERS if isinstance(m, t))
+        if type(m).forward is not base.forward:  # its own kernel: int8 would not know what it computes
+            raise Int8Error(
+                f"{n}: {type(m).__name__} has its own forward; it must offer for_quantization() "
+                f"returning a plain {base.__name__} to be quantised"
+            )
+        names.append(n)
+    return names
 
-    PTQ takes an eval-mode copy (conv-BN fused), QAT a train-mode copy (conv-BN kept for training).
+
+def weight_scale(w: torch.Tensor) -> torch.Tensor:
+    """float32 per-output-channel scale of a weight (axis 0): ``max|w| / 127``, at least float32 eps."""
+    return (w.detach().abs().reshape(len(w), -1).amax(1) / WEIGHT_MAX).float().clamp_min(_EPS)
+
+
+def input_qparams(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scale float32 (1,), zero point int32 (1,))`` of the uint8 grid over ``[lo, hi]`` widened to hold 0."""
+    lo, hi = lo.float().clamp_max(0.0).reshape(1), hi.float().clamp_min(0.0).reshape(1)
+    scale = ((hi - lo) / (INPUT_MAX - INPUT_MIN)).clamp_min(_EPS)
+    zero = (INPUT_MIN - torch.round(lo / scale)).clamp(INPUT_MIN, INPUT_MAX).to(torch.int32)
+    return scale, zero
+
+
+def fake_quantize(x: torch.Tensor, scale: torch.Tensor | float, zero: int, lo: int, hi: int) -> torch.Tensor:
+    """``(clamp(round(x / scale) + zero, lo, hi) - zero) * scale``: the values int8 computes with.
+
+    Written as ``clamp(round(x / scale), lo - zero, hi - zero) * scale``, exactly the same numbers (the
+    integers are exact in float32) in four passes over ``x``. ``scale``: a number, or a float32 tensor
+    that broadcasts against ``x`` (per channel); ``zero``: an integer. With gradients, the straight-through estimator: the gradient passes where
+    ``x`` fell inside the grid and is zero where it was clamped."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _StraightThrough.apply(x, scale, zero, lo, hi)
+    return x.div(scale).round_().clamp_(lo - zero, hi - zero).mul_(scale)
+
+
+class _StraightThrough(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, scale, zero, lo, hi):
+        q = x.div(scale).round_()
+        low, high = lo - zero, hi - zero
+        ctx.save_for_backward((q >= low) & (q <= high))
+        return q.clamp_(low, high).mul_(scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inside,) = ctx.saved_tensors
+        return grad * inside, None, None, None, None
+
+
+def _fake_weight(w: torch.Tensor) -> torch.Tensor:
+    shape = (-1,) + (1,) * (w.dim() - 1)
+    return fake_quantize(w.float(), weight_scale(w).reshape(shape), 0, -WEIGHT_MAX, WEIGHT_MAX)
+
+
+def _fake_input(x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    # the scale and zero point as numbers: elementwise kernels with scalar operands are the fast ones
+    return fake_quantize(x.float(), float(scale), int(zero), INPUT_MIN, INPUT_MAX)
+
+
+def _apply(layer: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
+    if isinstance(layer, nn.Linear):
+        return F.linear(x, weight, bias)
+    return layer._conv_forward(x, weight, bias)
+
+
+class ObservedLayer(nn.Module):
+    """A float conv/linear layer that records the range of its input (``input_min``/``input_max``).
+
+    PTQ (``qat=False``): records in any mode and computes in float (calibration). QAT: in training mode
+    moves the range towards each batch's and fake-quantises input and weight with it; in eval mode
+    fake-quantises with the range it has, so that validating the QAT model is validating the int8 one.
     """
-    from torch.ao.quantization import get_default_qat_qconfig_mapping, get_default_qconfig_mapping
-    from torch.ao.quantization.fx.custom_config import PrepareCustomConfig
-    from torch.ao.quantization.quantize_fx import prepare_fx, prepare_qat_fx
 
-    torch.backends.quantized.engine = BACKEND
-    custom = PrepareCustomConfig().set_non_traceable_module_classes(leaf_types(model))
-    model = swap_for_quantization(copy.deepcopy(model).cpu())
-    with _quiet():
-        if qat:
-            mapping = get_default_qat_qconfig_mapping(BACKEND)
-            return prepare_qat_fx(model.train(), mapping, (example,), prepare_custom_config=custom)
-        mapping = get_default_qconfig_mapping(BACKEND)
-        return prepare_fx(model.eval(), mapping, (example,), prepare_custom_config=custom)
+    def __init__(self, layer: nn.Module, qat: bool):
+        super().__init__()
+        self.layer = layer
+        self.qat = qat
+        self.register_buffer("input_min", torch.tensor(float("inf")))
+        self.register_buffer("input_max", torch.tensor(float("-inf")))
+
+    def observed(self) -> bool:
+        return bool(torch.isfinite(self.input_min) and torch.isfinite(self.input_max))
+
+    @torch.no_grad()
+    def _observe(self, x: torch.Tensor) -> None:
+        lo, hi = x.detach().amin().float(), x.detach().amax().float()
+        if not self.qat or not self.observed():  # PTQ: min-max of all clips; QAT: the first batch starts it
+            self.input_min.copy_(torch.minimum(self.input_min, lo))
+            self.input_max.copy_(torch.maximum(self.input_max, hi))
+        else:
+            self.input_min.lerp_(lo, MOMENTUM)
+            self.input_max.lerp_(hi, MOMENTUM)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.qat:
+            self._observe(x)
+            return self.layer(x)
+        if self.training or not self.observed():
+            self._observe(x)
+        scale, zero = input_qparams(self.input_min, self.input_max)
+        layer = self.layer
+        return _apply(layer, _fake_input(x, scale, zero), _fake_weight(layer.weight), layer.bias)
+
+
+class Int8Layer(nn.Module):
+    """A conv/linear layer stored in int8: ``weight`` int8 (-127..127), ``weight_scale`` float32 per output
+    channel, ``bias`` float32 (or none), ``input_scale`` float32 and ``input_zero_point`` uint8 (one each).
+
+    Computes ``layer(dequant(quant(x)), dequant(weight))`` in float32 (see the module docstring)."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        if getattr(layer, "padding_mode", "zeros") != "zeros":
+            raise Int8Error(f"{type(layer).__name__}: padding_mode {layer.padding_mode!r}; int8 needs zeros")
+        self.shell = copy.deepcopy(layer).requires_grad_(False)  # the conv's geometry; its tensors unused
+        self.shell.weight = None
+        self.shell.bias = None
+        w = layer.weight.detach()
+        self.register_buffer("weight", torch.zeros(w.shape, dtype=torch.int8))
+        self.register_buffer("weight_scale", torch.ones(len(w)))
+        self.register_buffer("bias", None if layer.bias is None else torch.zeros(len(w)))
+        self.register_buffer("input_scale", torch.ones(1))
+        self.register_buffer("input_zero_point", torch.zeros(1, dtype=torch.uint8))
+        # the input's scale and zero point as numbers, read once from the buffers whenever they are
+        # loaded: the fast elementwise kernels take numbers, and an export then traces constants
+        self.register_load_state_dict_post_hook(lambda module, _keys: module._read_qparams())
+        self._read_qparams()
+
+    def _read_qparams(self) -> None:
+        self.qparams = (float(self.input_scale), int(self.input_zero_point))
+
+    @classmethod
+    @torch.no_grad()
+    def from_observed(cls, observed: ObservedLayer, name: str) -> Int8Layer:
+        if not observed.observed():
+            raise Int8Error(f"{name}: its input range was never observed; calibrate on clips first")
+        layer = observed.layer
+        q = cls(layer)
+        w = layer.weight.detach().float().cpu()
+        scale = weight_scale(w)
+        shape = (-1,) + (1,) * (w.dim() - 1)
+        q.weight.copy_(torch.round(w / scale.reshape(shape)).clamp(-WEIGHT_MAX, WEIGHT_MAX).to(torch.int8))
+        q.weight_scale.copy_(scale)
+        if layer.bias is not None:
+            q.bias.copy_(layer.bias.detach().float())
+        s, z = input_qparams(observed.input_min.cpu(), observed.input_max.cpu())
+        q.input_scale.copy_(s)
+        q.input_zero_point.copy_(z.to(torch.uint8))
+        q._read_qparams()
+        return q
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale, zero = self.qparams
+        x = fake_quantize(x.float(), scale, zero, INPUT_MIN, INPUT_MAX)
+        shape = (-1,) + (1,) * (self.weight.dim() - 1)
+        w = self.weight.float() * self.weight_scale.reshape(shape)
+        return _apply(self.shell, x, w, self.bias)
+
+
+def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, module)
+
+
+@torch.no_grad()
+def _folded(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """``fold_batchnorm`` with its result checked: a batch norm whose feeding layer's output is also used
+    elsewhere (a residual taken before the norm) would change the model when folded."""
+    folded = fold_batchnorm(model, strict=False, x=example)
+    x = torch.randn(2, *example.shape[1:], generator=torch.Generator().manual_seed(0))
+    before, after = model.eval()(x), folded(x)
+    if not torch.allclose(before, after, rtol=1e-3, atol=1e-3 * float(before.abs().max()) + 1e-6):
+        raise Int8Error(
+            f"{type(model).__name__}: folding batch norm into the layers that feed it changes the output "
+            f"(largest difference {float((before - after).abs().max()):.3g}); the int8 scheme cannot fold it"
+        )
+    return folded
+
+
+def prepare(model: nn.Module, example: torch.Tensor, qat: bool = False) -> nn.Module:
+    """A copy of ``model`` with batch norm folded and every quantised layer observed (``ObservedLayer``).
+
+    PTQ: an eval-mode copy to ``calibrate``; QAT: a train-mode copy to train, fake-quantised."""
+    model = swap_for_quantization(copy.deepcopy(model).cpu().float())
+    prepared = _folded(model, example)
+    for name in quantized_layers(prepared):
+        _replace(prepared, name, ObservedLayer(prepared.get_submodule(name), qat))
+    return prepared.train(qat)
 
 
 @torch.no_grad()
 def calibrate(prepared: nn.Module, batches: Iterable[torch.Tensor]) -> int:
-    """Run normalised log-mel batches through the observers; returns the number of clips seen."""
+    """Run normalised log-mel batches through a prepared model's observers; returns the clips seen."""
     prepared.eval()
     n = 0
-    with _quiet():
-        for x in batches:
-            prepared(x)
-            n += len(x)
+    for x in batches:
+        prepared(x)
+        n += len(x)
     if n == 0:
-        raise ValueError("int8 calibration: no clips to calibrate the activation ranges on")
+        raise ValueError("int8 calibration: no clips to calibrate the input ranges on")
     return n
 
 
+@torch.no_grad()
 def convert(prepared: nn.Module) -> nn.Module:
-    """The int8 model (a copy) of a calibrated or QAT-trained prepared model, in eval mode."""
-    from torch.ao.quantization.quantize_fx import convert_fx
-
-    torch.backends.quantized.engine = BACKEND
-    with _quiet():
-        return convert_fx(copy.deepcopy(prepared).cpu().eval()).eval()
-
-
-def _narrow_int(t: torch.Tensor) -> torch.Tensor:
-    if t.numel() == 0:
-        return t.to(torch.int8)
-    lo, hi = int(t.min()), int(t.max())
-    for dtype in _INT_WIDTHS:
-        info = torch.iinfo(dtype)
-        if info.min <= lo and hi <= info.max:
-            return t.to(dtype)
-    raise ValueError(f"integer tensor with values {lo}..{hi} does not fit int32")
+    """The int8 model (a copy, eval mode) of a calibrated or QAT-trained prepared model."""
+    q = copy.deepcopy(prepared).cpu().eval()
+    observed = [(n, m) for n, m in q.named_modules() if isinstance(m, ObservedLayer)]
+    if not observed:
+        raise Int8Error(f"{type(prepared).__name__}: not a prepared model (no observed layers)")
+    for name, m in observed:
+        _replace(q, name, Int8Layer.from_observed(m, name))
+    return q
 
 
-def _encode_tensor(key: str, t: torch.Tensor, out: dict, meta: dict) -> None:
-    if t.is_quantized:
-        scheme = t.qscheme()
-        out[key] = t.int_repr()
-        if scheme in (torch.per_channel_affine, torch.per_channel_symmetric):
-            out[f"{key}::scales"] = t.q_per_channel_scales().float()
-            out[f"{key}::zero_points"] = _narrow_int(t.q_per_channel_zero_points())
-            meta[key] = {"kind": "per_channel", "dtype": str(t.dtype), "axis": int(t.q_per_channel_axis())}
-        else:
-            out[f"{key}::scales"] = torch.tensor([t.q_scale()], dtype=torch.float32)
-            out[f"{key}::zero_points"] = _narrow_int(torch.tensor([t.q_zero_point()]))
-            meta[key] = {"kind": "per_tensor", "dtype": str(t.dtype)}
-    elif t.is_floating_point():
-        out[key] = t.float()
-        meta[key] = {"kind": "float", "dtype": str(t.dtype)}
-    else:
-        out[key] = _narrow_int(t)
-        meta[key] = {"kind": "int", "dtype": str(t.dtype)}
+def structure(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """The int8 structure of ``model`` without data: the model a stored int8 state loads into."""
+    prepared = prepare(model, example)
+    for m in prepared.modules():
+        if isinstance(m, ObservedLayer):  # any finite range: the stored state replaces it
+            m.input_min.fill_(0.0)
+            m.input_max.fill_(1.0)
+    return convert(prepared)
 
 
-def encode_state(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    """``(tensors, meta)``: plain tensors to store and what it takes to rebuild the quantised state."""
-    out: dict[str, torch.Tensor] = {}
-    meta: dict = {}
-    for key, v in state.items():
-        if isinstance(v, torch.Tensor):
-            _encode_tensor(key, v, out, meta)
-        elif isinstance(v, tuple):  # a quantised Linear's packed (weight, bias)
-            meta[key] = {"kind": "tuple", "items": []}
-            for i, t in enumerate(v):
-                if t is None:
-                    meta[key]["items"].append(None)
-                    continue
-                _encode_tensor(f"{key}::{i}", t, out, meta)
-                meta[key]["items"].append(f"{key}::{i}")
-        elif isinstance(v, torch.dtype):
-            meta[key] = {"kind": "dtype", "dtype": str(v)}
-        elif v is None:  # e.g. the bias of a quantised conv without one
-            meta[key] = {"kind": "none"}
-        else:
-            raise ValueError(f"{key}: cannot store a {type(v).__name__} in an int8 model file")
-    versions = getattr(state, "_metadata", None)  # module versions: the quantised Linear's loader reads them
-    if versions is not None:
-        meta["::versions"] = {k: dict(v) for k, v in versions.items()}
-    return out, meta
-
-
-def _dtype(name: str) -> torch.dtype:
-    dtype = getattr(torch, name.replace("torch.", ""), None)
-    if not isinstance(dtype, torch.dtype):
-        raise ValueError(f"unknown dtype {name!r} in an int8 model file")
-    return dtype
-
-
-def _decode_tensor(key: str, tensors: dict, meta: dict) -> torch.Tensor:
-    m = meta[key]
-    t = tensors[key]
-    if m["kind"] == "per_channel":
-        return torch._make_per_channel_quantized_tensor(
-            t,
-            tensors[f"{key}::scales"].double(),
-            tensors[f"{key}::zero_points"].long(),
-            m["axis"],
-        )
-    if m["kind"] == "per_tensor":
-        return torch._make_per_tensor_quantized_tensor(
-            t, float(tensors[f"{key}::scales"][0]), int(tensors[f"{key}::zero_points"][0])
-        )
-    return t.to(_dtype(m["dtype"]))
-
-
-def decode_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
-    """Inverse of ``encode_state``."""
-    state: dict = OrderedDict()
-    for key, m in meta.items():
-        if "::" in key:
-            continue  # an item of a tuple (rebuilt with it) or the module versions
-        try:
-            if m["kind"] == "none":
-                state[key] = None
-            elif m["kind"] == "tuple":
-                state[key] = tuple(
-                    None if k is None else _decode_tensor(k, tensors, meta) for k in m["items"]
-                )
-            elif m["kind"] == "dtype":
-                state[key] = _dtype(m["dtype"])
-            else:
-                state[key] = _decode_tensor(key, tensors, meta)
-        except KeyError as e:
-            raise ValueError(f"int8 model file: tensor {e} of {key!r} is missing") from None
-    state._metadata = OrderedDict((k, dict(v)) for k, v in meta.get("::versions", {}).items())
-    return state
-
-
-def load_int8(model: nn.Module, example: torch.Tensor, tensors: dict, meta: dict, qat: bool) -> nn.Module:
-    """Rebuild the int8 graph of ``model`` (a float model of the same architecture) and load the state."""
-    q = convert(prepare(model, example, qat=qat))  # the graph without data, then the stored state
-    q.load_state_dict(decode_state(tensors, meta))
+def load_int8(model: nn.Module, example: torch.Tensor, state: dict[str, torch.Tensor]) -> nn.Module:
+    """The eval-mode int8 model of ``model``'s architecture holding the stored ``state``."""
+    q = structure(model, example)
+    expected = q.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise Int8Error(f"int8 state does not fit {type(model).__name__}: {what}")
+    for key, t in state.items():
+        if t.dtype != expected[key].dtype or t.shape != expected[key].shape:
+            raise Int8Error(
+                f"int8 state: {key} is {t.dtype} {list(t.shape)}, "
+                f"expected {expected[key].dtype} {list(expected[key].shape)}"
+            )
+    q.load_state_dict(state)
     return q.eval()

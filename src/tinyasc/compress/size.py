@@ -299,7 +299,8 @@ def int8_estimate_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
 
     Batch norms fed directly by a layer are folded into it; every conv/linear weight becomes int8 (1 B)
     with one float32 scale per output channel (symmetric: zero points are 0, free by the non-zero rule),
-    a float32 bias, and a float32 scale plus an int8 zero point for its output activation. Batch norms
+    a float32 bias, and a float32 scale plus a uint8 zero point for its input (``compress/int8.py``'s
+    scheme; the zero point counted, though it is free where the input is never negative). Batch norms
     that cannot be folded stay float32. The exact count of a quantised run comes from its stored tensors.
     """
     folded = fold_batchnorm(model, strict=False)
@@ -310,8 +311,8 @@ def int8_estimate_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
         if layer in layers and attr == "weight":
             out.append((name, (t != 0).to(torch.int8)))
             out.append((f"{layer}.weight_scale", torch.ones(t.shape[0])))
-            out.append((f"{layer}.output_scale", torch.ones(1)))
-            out.append((f"{layer}.output_zero_point", torch.ones(1, dtype=torch.int8)))
+            out.append((f"{layer}.input_scale", torch.ones(1)))
+            out.append((f"{layer}.input_zero_point", torch.ones(1, dtype=torch.uint8)))
         elif t.is_floating_point():
             out.append((name, t.float()))
         else:

@@ -60,7 +60,8 @@ class Hook:
 
 
 class QuantizationAware(Hook):
-    """Fake quantisation from the first step, conv-BN folded during training (``quantize: int8-qat``)."""
+    """Fake quantisation from the first step (``quantize: int8-qat``): batch norm folded into its conv
+    before training (the running statistics frozen into the weights), so that what trains is what ships."""
 
     name = "qat"
 

@@ -380,7 +380,8 @@ def data_parallel(model: nn.Module, cfg: Config, d: Dist, device: torch.device) 
 
 def memory_format(model: nn.Module, hooks) -> torch.memory_format:
     """channels_last for the families that declare they train faster with it (measured per family);
-    not for a model a hook replaced with a traced graph (QAT)."""
+    not for a model a hook replaced with its fake-quantised copy (QAT: plain convolutions in place of
+    the family's own kernels, so the family's measurement does not apply)."""
     plain = not any(isinstance(h, QuantizationAware) for h in hooks)
     return (
         torch.channels_last if plain and getattr(model, "channels_last", False) else torch.contiguous_format
@@ -413,8 +414,8 @@ def mixed_precision(cfg: Config, device: torch.device, model: nn.Module, hooks, 
     """``(autocast dtype or None, gradient scaler or None)`` of ``train.precision`` on ``device``.
 
     ``auto`` takes bfloat16 on a CPU only for the families that declare they train faster with it
-    (``bfloat16_training``, measured per family), and on no device for a model a hook replaced with a
-    traced graph (QAT: its fake quantisation stays float32)."""
+    (``bfloat16_training``, measured per family), and on no device for a model a hook replaced with its
+    fake-quantised copy (QAT: the quantisation grid is float32's)."""
     precision = cfg.train.precision
     if precision == "auto" and any(isinstance(h, QuantizationAware) for h in hooks):
         precision = "float32"
