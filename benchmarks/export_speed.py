@@ -1,8 +1,8 @@
 """Latency of one 10 s clip on one CPU thread: float32, float16 and int8, in PyTorch and onnxruntime.
 
 For a trained run: the float model (``model.pt``) in PyTorch at float32 and in half precision
-(``model.half()``), its PyTorch int8 model (FX post-training quantisation calibrated on the run's
-training clips, x86 backend), and the three ONNX exports of ``tinyasc export`` (float32, float16,
+(``model.half()``), its PyTorch int8 model (tinyasc's post-training quantisation calibrated on the run's
+training clips, computed in float32 from its integers), and the three ONNX exports of ``tinyasc export`` (float32, float16,
 onnxruntime static int8) in onnxruntime with one intra-op thread. Each figure is the median over
 ``--repeat`` calls with batch 1 after ``--warmup`` calls; the log-mel frontend of the clip is timed
 apart (it is the same for every model). All in one process, so the ratios compare like with like.

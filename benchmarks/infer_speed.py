@@ -19,9 +19,10 @@ fusions without the layout transforms), interleaved call by call.
 
 ``--int8`` times the model's int8 forms in a second table, interleaved with its float32 PyTorch
 model: tinyasc's int8 (``compress/int8.py``, what ``quantize: int8`` ships, computed in float32 from
-its integers; its input ranges calibrated on 4 random batches, which changes nothing of the time) and
-onnxruntime's static int8 (QDQ, as ``tinyasc export --int8``), each against float32 in the same
-runtime. Where torchao is importable (not a tinyasc dependency), a column more: the same model through
+its integers; its input ranges calibrated on 4 random batches, which changes nothing of the time) in
+PyTorch and in onnxruntime (exported as ``predict`` runs an int8 model file), and onnxruntime's static
+int8 (QDQ, as ``tinyasc export --int8``, its int8 kernels), each against float32 in the same runtime
+(onnxruntime at the optimisation level the family declares). Where torchao is importable (not a tinyasc dependency), a column more: the same model through
 torchao's PT2E flow (``torch.export``, the x86 quantizer's static int8 config, the same 4 calibration
 batches, ``convert_pt2e``) run as PyTorch runs the converted graph without compiling it
 (``--pt2e-compile``: through ``torch.compile`` with inductor's frozen weights, which lowers it to int8
@@ -178,12 +179,12 @@ def int8_table(models: list[str], calls: int, compile_pt2e: bool = False) -> Non
     torch.set_num_threads(1)
     print(f"load average {os.getloadavg()[0]:.2f}; 1 thread; batch 1; median of {calls} calls; model only\n")
     print(
-        "| model | PyTorch float32 ms | PyTorch tinyasc int8 ms | int8 / float32 | onnxruntime float32 ms | "
-        "onnxruntime int8 ms | int8 / float32 | PyTorch PT2E int8 ms "
-        f"({'compiled' if compile_pt2e else 'uncompiled'}) | PT2E / float32 | "
+        "| model | PyTorch float32 ms | tinyasc int8 in PyTorch ms | / float32 | onnxruntime float32 ms | "
+        "tinyasc int8 in onnxruntime ms | / float32 | onnxruntime static int8 ms | / float32 | "
+        f"PT2E int8 ms ({'compiled' if compile_pt2e else 'uncompiled'}) | / float32 | "
         "largest logit difference tinyasc / PT2E |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
         for name in models:
             info = get_model_info(name)
@@ -204,35 +205,38 @@ def int8_table(models: list[str], calls: int, compile_pt2e: bool = False) -> Non
                 q2(x)
                 compile_s = time.perf_counter() - t0
             path, qpath = Path(tmp) / f"{name}.onnx", Path(tmp) / f"{name}_int8.onnx"
+            ours = Path(tmp) / f"{name}_tinyasc_int8.onnx"
             export_module(Deployable(Normalizer(info.n_mels), net).eval(), x, path)
+            export_module(Deployable(Normalizer(info.n_mels), q).eval(), x, ours)  # as predict runs it
             quantize_onnx(
                 path, qpath, [torch.randn(1, 1, info.n_mels, info.frames).numpy() for _ in range(4)]
             )
-            sessions = [onnx_session(path, threads=1), onnx_session(qpath, threads=1)]
+            layout = layout_transforms(net)
+            sessions = [onnx_session(p, threads=1, layout_transforms=layout) for p in (path, ours, qpath)]
             xn = x.numpy()
             for _ in range(3):  # warm-up
                 net(x), q(x), [s.run(None, {INPUT: xn}) for s in sessions]
                 if q2 is not None:
                     q2(x)
-            rows: list[list] = [[], [], [], [], []]
+            rows: list[list] = [[] for _ in range(6)]
             for _ in range(calls):
                 rows[0].append(timed(net, x))
                 rows[1].append(timed(q, x))
-                rows[2].append(timed(sessions[0].run, None, {INPUT: xn}))
-                rows[3].append(timed(sessions[1].run, None, {INPUT: xn}))
+                for i, s in enumerate(sessions):
+                    rows[2 + i].append(timed(s.run, None, {INPUT: xn}))
                 if q2 is not None:
-                    rows[4].append(timed(q2, x))
-            ms = [1000 * statistics.median(r[0] for r in rows[i]) if rows[i] else None for i in range(5)]
+                    rows[5].append(timed(q2, x))
+            ms = [1000 * statistics.median(r[0] for r in rows[i]) if rows[i] else None for i in range(6)]
             ref = net(x)
             diff = f"{float((q(x) - ref).abs().max()):.3f} / " + (
                 f"{float((q2(x) - ref).abs().max()):.3f}" if q2 is not None else "-"
             )
-            pt2e = f"{ms[4]:.1f} | {ms[4] / ms[0]:.2f}x" if ms[4] is not None else "- | -"
+            pt2e = f"{ms[5]:.1f} | {ms[5] / ms[0]:.2f}x" if ms[5] is not None else "- | -"
             if compile_s is not None:
                 pt2e = pt2e.replace(" |", f" (compiled in {compile_s:.1f} s) |", 1)
             print(
                 f"| {name} | {ms[0]:.1f} | {ms[1]:.1f} | {ms[1] / ms[0]:.2f}x | {ms[2]:.1f} | {ms[3]:.1f} | "
-                f"{ms[3] / ms[2]:.2f}x | {pt2e} | {diff} |",
+                f"{ms[3] / ms[2]:.2f}x | {ms[4]:.1f} | {ms[4] / ms[2]:.2f}x | {pt2e} | {diff} |",
                 flush=True,
             )
 

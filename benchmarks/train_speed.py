@@ -37,6 +37,8 @@ bfloat16; a bfloat16 variant's share is of the bfloat16 roof. Variants:
   is the training step of today's defaults; ``+layout``: the family's memory format only (float32);
 - ``+bf16dw`` with bfloat16: the depthwise convolutions left in bfloat16 (before
   ``train.loop.DepthwiseInFloat32`` ran the slow ones in float32);
+- ``+qat`` on any of them: the model replaced by its fake-quantised copy, as ``quantize: int8-qat``
+  trains it (``compress/int8.py``; with ``+family``: float32 and NCHW, as ``fit()`` chooses for it);
 - ``+compile`` on any of them (``--variants tuned tuned+compile tuned+bf16+compile``): the model
   through ``torch.compile``, as ``train.compile`` does (its compilation is in the untimed warm-up step,
   and printed separately).
@@ -63,6 +65,7 @@ from tinyasc.config import load_config
 from tinyasc.models import create_model, get_model_info
 from tinyasc.models.bcresnet import BCResBlock, FrequencyConv, ResNorm
 from tinyasc.models.layers import Conv1x1, MaxPool2d
+from tinyasc.train.hooks import QuantizationAware
 from tinyasc.train.loop import autocast
 from tinyasc.train.run import memory_format, mixed_precision
 
@@ -151,16 +154,22 @@ def make_step(name: str, batch: int, variant: str):
     x = torch.randn(batch, 1, info.n_mels, info.frames)
     y = torch.randint(0, 10, (batch,))
     switches = set(variant.split("+")[1:])
+    hooks = [QuantizationAware()] if "qat" in switches else []
     # the family's memory format and the precision train.precision=auto gives it, as fit() asks for them
-    if switches & {"family", "layout"} and memory_format(model, []) == torch.channels_last:
+    if switches & {"family", "layout"} and memory_format(model, hooks) == torch.channels_last:
         switches.add("cl")
-    if "family" in switches and mixed_precision(AUTO, torch.device("cpu"), model, [], False)[0] is not None:
+    if (
+        "family" in switches
+        and mixed_precision(AUTO, torch.device("cpu"), model, hooks, False)[0] is not None
+    ):
         switches.add("bf16")
     if "before" in switches:
         switches |= BEFORE | {"atenpool"}
     if "atenpool" in switches:
         aten_pools(model)
     model_code_before(model, switches & BEFORE)
+    if "qat" in switches:  # the fake-quantised copy that quantize=int8-qat trains
+        model = hooks[0].wrap_model(model)
     if "inplace" in switches:  # every activation module that can overwrite its input does
         for m in model.modules():
             if hasattr(m, "inplace") and isinstance(

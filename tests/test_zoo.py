@@ -250,7 +250,7 @@ def test_every_config_is_valid_and_matches_its_model(path):
 
 @pytest.mark.parametrize("name", ["dcase2021_baseline", "resnet_c12", "mobilenetv2_s", "separable_cnn_s"])
 def test_models_trace_with_fx_and_keep_their_outputs(name):
-    """FX symbolic tracing (the route of graph transforms such as PT2E) sees through the input check."""
+    """FX symbolic tracing (memory.py's peak activations, PT2E) sees through the input check."""
     model = create_model(name).eval()
     traced = torch.fx.symbolic_trace(model)
     info = get_model_info(name)
@@ -362,7 +362,7 @@ def test_fast_max_pool_equals_aten_values_and_gradients(dtype, shape, ties):
 
 
 def test_fast_max_pool_stays_out_of_graph_capture():
-    """FX (int8 tracing) and torch.export (ONNX) see ATen's max_pool2d, not the custom function."""
+    """FX tracing (memory.py) and torch.export (ONNX) see ATen's max_pool2d, not the custom function."""
     from tinyasc.models.layers import MaxPool2d
 
     traced = torch.fx.symbolic_trace(nn.Sequential(MaxPool2d(2)))

@@ -14,8 +14,8 @@ frontend, band normalisation (``norm_mean``/``norm_std``), the selected epoch, `
   left float at float32), with the ``int8`` record of how it was made.
 - ``binary``: packed sign bits and per-layer scales of the 1-bit layers (``compress/binary.py``), the
   kept layers float16, batch norm float32, with the ``binary`` record of the packed layers.
-- ``qat``: a quantisation-aware training run's fake-quantised float model; what ships is its int8
-  conversion.
+- ``qat``: a quantisation-aware training run's fake-quantised float model (batch norm folded, each
+  layer's input range observed); what ships is its int8 conversion.
 
 Loading rebuilds the registered architecture and loads the stored tensors into it; nothing in a file
 is unpickled code. Where a model file lives in a run is ``rundir.py``'s business, not this module's.
@@ -51,7 +51,7 @@ BN_MODES = {
     Storage.FLOAT16: "kept-float32",
     Storage.INT8: "folded into the conv (float32 where no conv feeds it)",
     Storage.BINARY: "kept-float32",
-    Storage.QAT: "kept",
+    Storage.QAT: "folded into the conv (float32 where no conv feeds it)",
     Storage.ENSEMBLE: "as each member stores it",
 }
 

@@ -20,8 +20,9 @@ weight from the first step, straight-through gradients, so that what trains is w
 ``Int8Layer`` holding its int8 weight, float32 per-channel scales, float32 bias and its input's float32
 scale and uint8 zero point. An ``Int8Layer`` computes with exactly those integers (the input quantised
 and dequantised, the weight dequantised) in float32 arithmetic, which reproduces an integer kernel's
-accumulation up to float32 rounding; it runs at about the float model's speed (the fast int8 runtime is
-``tinyasc export --int8``, onnxruntime's int8 kernels).
+accumulation up to float32 rounding; it runs at about the float model's speed, and exports to ONNX as
+the same arithmetic (``predict`` runs int8 model files so in onnxruntime; ``tinyasc export --int8`` is
+the other int8, onnxruntime's own quantisation of the float model, run by its int8 kernels).
 
 A module that offers ``for_quantization()`` is replaced by what it returns before folding (CP-ResNet's
 damped conv becomes the plain conv of its damped kernel, BC-ResNet's banded frequency conv a plain

@@ -42,7 +42,7 @@ from tinyasc.models.layers import (
 class SubSpectralNorm(nn.Module):
     """Batch norm per frequency sub-band: (B, C, F, T) -> (B, C*S, F/S, T) -> BN(C*S) -> back."""
 
-    # Graph quantisation cannot trace the shape-dependent reshape: int8 keeps it a float32 leaf module.
+    # int8 keeps it float32: its batch norm sees a reshaped map, no conv's output to fold into.
     quantization_leaf = True
 
     def __init__(self, channels: int, sub_bands: int, eps: float = 1e-5):
@@ -62,7 +62,7 @@ class SubSpectralNorm(nn.Module):
 class ResNorm(nn.Module):
     """lambda * x + instance frequency-wise normalisation of x (statistics over channels and time)."""
 
-    quantization_leaf = True  # shape-dependent statistics: int8 keeps it a float32 leaf module
+    quantization_leaf = True  # statistics of each clip's map: int8 keeps it float32
 
     def __init__(self, lam: float = 0.1, eps: float = 1e-5):
         super().__init__()

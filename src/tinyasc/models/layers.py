@@ -49,7 +49,7 @@ class ASCModel(nn.Module):
 def eager_cpu_nchw(x) -> bool:
     """Whether ``x`` is a contiguous NCHW CPU tensor in an eager call: the case the layers' faster
     CPU paths (``MaxPool2d``, ``Conv1x1``, BC-ResNet's mean over frequency, 3x1 convolutions and
-    fused stem) were written and measured for. An FX proxy (int8 quantisation tracing the model) and
+    fused stem) were written and measured for. An FX proxy (``compress/memory.py`` tracing the model) and
     graph capture for export, compile or TorchScript tracing get the plain operators, which those
     graphs know."""
     return (

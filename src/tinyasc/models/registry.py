@@ -84,7 +84,7 @@ class InputShapeError(ValueError):
 def check_input(x, n_mels: int, frames: int, name: str) -> None:
     from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 
-    if is_fx_symbolic_tracing():  # a symbolic proxy has no shape to check (FX graph-mode quantisation)
+    if is_fx_symbolic_tracing():  # a symbolic proxy has no shape to check (FX tracing, memory.py)
         return
     if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] != n_mels or x.shape[3] != frames:
         raise InputShapeError(
