@@ -43,7 +43,7 @@ def load_model(path: str | Path, runtime: str = "torch") -> LoadedModel:
 
     ``runtime``: ``torch``; ``onnxruntime`` (a float or int8 model exported once into the cache folder,
     checked against PyTorch, and run by onnxruntime: 1.9-4.5x faster per clip here for float models,
-    1.5-2x for int8 ones); ``auto`` = onnxruntime where it is installed and the model is a plain float
+    1.3-2.5x for int8 ones); ``auto`` = onnxruntime where it is installed and the model is a plain float
     or int8 one, else PyTorch."""
     path = Path(path)
     if runtime not in RUNTIMES:
