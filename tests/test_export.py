@@ -65,6 +65,40 @@ def test_int8_and_float16_exports_are_what_they_say(trained_run, tmp_path):
     assert c16["bytes_on_disk"] < c8["bytes_on_disk"] * 2
 
 
+def test_int8_export_of_an_int8_run_is_its_own_int8_model(trained_run, tmp_path):
+    """--int8 of a run that ships int8: the model the run evaluated and counted, its integers in the
+    graph, checked against that PyTorch int8 model; of a float run, onnxruntime's quantisation."""
+    from tinyasc.artifact import load_stored, normalizer_of
+    from tinyasc.compress import int8
+    from tinyasc.io import load_checkpoint
+
+    run, _ = trained_run
+    q_run = tmp_path / "q_run"
+    args = ["compress", str(run), "--method", "int8-ptq", "--out", str(q_run), "--no-evaluate", "--quiet"]
+    assert main(args) == 0
+    c = export_onnx(q_run, tmp_path / "own.onnx", "int8", check_clips=32)
+    assert c["int8"] == int8.SCHEME and c["check"]["reference"] == "PyTorch int8"
+    assert c["check"]["max_abs_probability_difference"] <= 1e-3 and c["check"]["same_decisions_clear"] == 1
+    stored = load_checkpoint(q_run / "model_int8.pt")["state"]
+    graph = onnx.load(str(tmp_path / "own.onnx")).graph
+    in_graph = sorted(
+        onnx.numpy_helper.to_array(i).tobytes()
+        for i in graph.initializer
+        if i.data_type == onnx.TensorProto.INT8
+    )
+    assert in_graph == sorted(t.numpy().tobytes() for t in stored.values() if t.dtype == torch.int8)
+    feats = _features(q_run, 16)
+    got = OnnxModel(tmp_path / "own.onnx").probabilities(feats)
+    art = load_checkpoint(q_run / "model_int8.pt")
+    q = load_stored(art)
+    with torch.no_grad():
+        want = torch.softmax(q(normalizer_of(art)(torch.from_numpy(feats)[:, None])).double(), 1).numpy()
+    assert np.abs(got - want).max() < 1e-3
+    assert export_onnx(run, tmp_path / "ort.onnx", "int8", check_clips=16, calibration_clips=16)["int8"] == (
+        "onnxruntime static (QDQ)"
+    )
+
+
 def test_predict_runs_an_onnx_file_like_the_run(trained_run, tiny_corpus, tmp_path):
     run, _ = trained_run
     out = tmp_path / "m.onnx"

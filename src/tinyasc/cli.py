@@ -245,10 +245,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g = s.add_mutually_exclusive_group()
     g.add_argument("--float16", action="store_true", help="float16 weights and arithmetic")
-    g.add_argument("--int8", action="store_true", help="onnxruntime static int8 (QDQ, per-channel)")
+    g.add_argument(
+        "--int8",
+        action="store_true",
+        help="int8: a run that ships int8, its own int8 model; a float run, onnxruntime static int8 (QDQ)",
+    )
     s.add_argument("-o", "--out", help="the .onnx file (default: RUN/model[_float16|_int8].onnx)")
     s.add_argument("--check-clips", type=int, default=256, help="clips of the evaluate split to check it on")
-    s.add_argument("--calibration-clips", type=int, default=256, help="--int8: training clips to calibrate")
+    s.add_argument(
+        "--calibration-clips",
+        type=int,
+        default=256,
+        help="--int8 of a float run: training clips to calibrate",
+    )
 
     s = sub.add_parser("size", help="DCASE 2021 size table of a run, a model file or a registered model")
     s.add_argument("target", help="run directory, model file, or model name (e.g. dcase2021_baseline)")

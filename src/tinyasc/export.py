@@ -10,16 +10,20 @@ audio.
 
 - ``float32``: the trained float weights (``model.pt``; a pruned run keeps its zeros).
 - ``float16``: weights and arithmetic in float16 (input and output stay float32).
-- ``int8``: onnxruntime's static quantisation of the float32 graph (QDQ format, per-channel int8
-  weights, uint8 activations calibrated with min-max on the run's training clips), run by
-  onnxruntime's int8 CPU kernels. Its quantisation is onnxruntime's, not the PyTorch int8 model's.
+- ``int8`` of a run that ships int8 (``compress --method int8-ptq / int8-qat``, ``quantize: int8``):
+  the run's own int8 model (``compress/int8.py``: its integers, computed in float32 as in PyTorch),
+  exactly the model its evaluation scored and its size report counted.
+- ``int8`` of a float run: onnxruntime's static quantisation of the float32 graph (QDQ format,
+  per-channel int8 weights, uint8 activations calibrated with min-max on the run's training clips),
+  run by onnxruntime's int8 CPU kernels. Its quantisation is onnxruntime's, not tinyasc's.
 
 Every export is checked before it is kept: onnxruntime runs the run's fold1_evaluate clips (real-length
 log-mel features) and its probabilities are compared with the PyTorch model of the same precision
-(float32: the float model; float16: the model in half precision; int8: the float model, since the two
-int8 implementations round differently). The largest absolute probability difference and the share of
-identical decisions are stored in the contract. The export fails unless every probability is within
-``TOLERANCE`` (float32 1e-4, float16 1e-2, int8 5e-2) and every clip whose decision is clear (top-2
+(float32: the float model; float16: the model in half precision; the run's own int8: that int8 model;
+onnxruntime's int8: the float model, since the two int8 implementations round differently). The
+largest absolute probability difference and the share of identical decisions are stored in the
+contract. The export fails unless every probability is within ``TOLERANCE`` (float32 1e-4, float16
+1e-2, the run's own int8 1e-3, onnxruntime's int8 5e-2) and every clip whose decision is clear (top-2
 margin above twice the tolerance) gets the same decision.
 """
 
@@ -50,6 +54,9 @@ from tinyasc.storage import EXPORT_PRECISIONS
 PRECISIONS = tuple(str(p) for p in EXPORT_PRECISIONS)
 # Largest absolute difference of a class probability, onnxruntime against PyTorch, per precision.
 TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "int8": 5e-2}
+# The run's own int8 model in both runtimes: the same integers, but a layer input within float32
+# rounding of a grid step's edge may round the other way after the runtimes' differently ordered sums.
+OWN_INT8_TOLERANCE = 1e-3
 INPUT = "logmel"
 OUTPUTS = ("logits", "probabilities")
 
@@ -90,8 +97,22 @@ def load_float_run(run: str | Path) -> tuple[dict, nn.Module, Normalizer]:
     return art, model, artifact.normalizer_of(art)
 
 
-def export_module(module: nn.Module, example: torch.Tensor, path: Path) -> None:
-    """``module`` (log-mel in; logits and probabilities out) as an ONNX file, batch dynamic."""
+def own_int8_model(run: Path) -> tuple[dict, nn.Module, Normalizer] | None:
+    """The artifact, int8 model and normaliser of a run that ships tinyasc int8; None for any other run."""
+    path = RunDir(run).shipped_model_path
+    if not path.exists():
+        return None
+    art = artifact.load(path)
+    if artifact.storage_of(art) != "int8":
+        return None
+    return art, artifact.load_stored(art), artifact.normalizer_of(art)
+
+
+def export_module(module: nn.Module, example: torch.Tensor, path: Path, fold_constants: bool = True) -> None:
+    """``module`` (log-mel in; logits and probabilities out) as an ONNX file, batch dynamic.
+
+    ``fold_constants=False`` keeps the graph as traced: an int8 model's weights stay int8 in the file
+    (folded, its dequantised weights would be stored float32; onnxruntime folds them in memory)."""
     batch = torch.export.Dim("batch", min=1, max=1024)
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
@@ -106,6 +127,7 @@ def export_module(module: nn.Module, example: torch.Tensor, path: Path) -> None:
                 output_names=list(OUTPUTS),
                 dynamic_shapes=({0: batch},),
                 dynamo=True,
+                optimize=fold_constants,
                 verbose=False,
             )
     finally:
@@ -202,12 +224,14 @@ def onnx_bytes(
     test: np.ndarray,
     calibration: np.ndarray | None = None,
     tmp_dir: Path | None = None,
+    own_int8: bool = False,
 ) -> tuple[bytes, dict]:
     """The ONNX file of ``Deployable(norm, model, temperature)`` at ``precision`` and its check.
 
     ``test``: raw log-mel (N, 1, n_mels, frames) that onnxruntime and PyTorch both run; ``calibration``:
-    the same for int8's activation ranges. Raises ``ExportError`` when they disagree beyond
-    ``TOLERANCE`` or on a clear decision.
+    the same for onnxruntime's int8 activation ranges; ``own_int8``: ``model`` is a tinyasc int8 model,
+    exported as it computes. Raises ``ExportError`` when they disagree beyond ``TOLERANCE`` or on a
+    clear decision.
     """
     half = precision == "float16"
     float_deploy = Deployable(norm, model, temperature).eval()
@@ -222,22 +246,22 @@ def onnx_bytes(
     with tempfile.TemporaryDirectory(dir=tmp_dir) as tmp:
         tmp = Path(tmp)
         onnx_path = tmp / "model.onnx"
-        if precision == "int8":
+        if precision == "int8" and not own_int8:
             if calibration is None:
                 raise ExportError("int8 export needs calibration clips")
             export_module(float_deploy, example, tmp / "float.onnx")
             batches16 = [calibration[i : i + 16] for i in range(0, len(calibration), 16)]
             quantize_onnx(tmp / "float.onnx", onnx_path, batches16)
         else:
-            export_module(deploy, example, onnx_path)
+            export_module(deploy, example, onnx_path, fold_constants=not own_int8)
         session = onnx_session(onnx_path, layout_transforms=layout_transforms(model))
         probs = np.concatenate(
             [session.run([OUTPUTS[1]], {INPUT: test[i : i + 32]})[0] for i in range(0, len(test), 32)]
         ).astype(np.float64)
         data = onnx_path.read_bytes()
-    tol = TOLERANCE[precision]
+    tol = OWN_INT8_TOLERANCE if own_int8 else TOLERANCE[precision]
     check = compare(reference, probs, tol)
-    check["reference"] = "PyTorch float16" if half else "PyTorch float32"
+    check["reference"] = "PyTorch float16" if half else "PyTorch int8" if own_int8 else "PyTorch float32"
     if check["max_abs_probability_difference"] > tol or check["same_decisions_clear"] < 1:
         raise ExportError(
             f"onnxruntime disagrees with {check['reference']}: max probability difference "
@@ -264,14 +288,18 @@ def export_onnx(
     if not run.is_dir():
         raise ExportError(f"{run}: not a run directory")
     cfg = RunDir(run).config()
-    art, model, norm = load_float_run(run)
+    own = own_int8_model(run) if precision == "int8" else None
+    art, model, norm = own if own is not None else load_float_run(run)
     temperature = RunDir(run).temperature
     fe = FrontendConfig(**art["frontend"])
     splits = prepare_splits(cfg.data, cfg.frontend)
     test = _features(splits, "evaluate", check_clips)
-    calib = _features(splits, "train", calibration_clips, cfg.train.seed) if precision == "int8" else None
+    ort_int8 = precision == "int8" and own is None
+    calib = _features(splits, "train", calibration_clips, cfg.train.seed) if ort_int8 else None
     out.parent.mkdir(parents=True, exist_ok=True)
-    data, check = onnx_bytes(model, norm, temperature, precision, test, calib, tmp_dir=out.parent)
+    data, check = onnx_bytes(
+        model, norm, temperature, precision, test, calib, tmp_dir=out.parent, own_int8=own is not None
+    )
     atomic_write_bytes(out, data)
     contract = {
         "format": "tinyasc-onnx-1",
@@ -279,6 +307,11 @@ def export_onnx(
         "source_run": str(run.resolve()),
         "model_name": art["model_name"],
         "precision": precision,
+        **(
+            {"int8": "onnxruntime static (QDQ)" if ort_int8 else art["int8"]["scheme"]}
+            if precision == "int8"
+            else {}
+        ),
         "bytes_on_disk": len(data),
         "classes": list(art["classes"]),
         "frontend": asdict(fe),
