@@ -102,8 +102,9 @@ def fake_quantize(x: torch.Tensor, scale: torch.Tensor | float, zero: int, lo: i
 
     Written as ``clamp(round(x / scale), lo - zero, hi - zero) * scale``, exactly the same numbers (the
     integers are exact in float32) in four passes over ``x``. ``scale``: a number, or a float32 tensor
-    that broadcasts against ``x`` (per channel); ``zero``: an integer. With gradients, the straight-through estimator: the gradient passes where
-    ``x`` fell inside the grid and is zero where it was clamped."""
+    that broadcasts against ``x`` (per channel); ``zero``: an integer. With gradients, the
+    straight-through estimator: the gradient passes where ``x`` fell inside the grid and is zero where
+    it was clamped."""
     if torch.is_grad_enabled() and x.requires_grad:
         return _StraightThrough.apply(x, scale, zero, lo, hi)
     return x.div(scale).round_().clamp_(lo - zero, hi - zero).mul_(scale)
