@@ -61,10 +61,24 @@ def test_freed_memory_stays_in_the_process_beyond_2_gib():
 
 def test_threads_leave_the_workers_their_cores(monkeypatch):
     monkeypatch.setattr(engine, "cores", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert engine.compute_threads() == 8
     assert engine.compute_threads(workers=2) == 6
     assert engine.compute_threads(workers=12) == 1
     assert engine.compute_threads(workers=2, requested=3) == 3
+
+
+def test_omp_num_threads_caps_the_threads(monkeypatch):
+    """Two runs side by side with OMP_NUM_THREADS=1 take one core each, not two each."""
+    monkeypatch.setattr(engine, "cores", lambda: 8)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert engine.compute_threads() == 1 and engine.compute_threads(workers=2) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert engine.compute_threads() == 4 and engine.compute_threads(workers=6) == 2  # the lower bound wins
+    assert engine.compute_threads(requested=3) == 3  # train.threads is the user's word
+    for unusable in ("", "0", "four", "2,1"):
+        monkeypatch.setenv("OMP_NUM_THREADS", unusable)
+        assert engine.compute_threads() == 8, unusable
 
 
 def test_omp_wait_policy_is_passive_unless_set(monkeypatch):

@@ -92,10 +92,13 @@ def cores() -> int:
 
 def compute_threads(workers: int = 0, requested: int | None = None) -> int:
     """Threads for the model in this process when ``workers`` other processes run beside it: the cores
-    they leave (at least one), or ``requested``."""
+    they leave (at least one), at most the environment's ``OMP_NUM_THREADS`` where it names a number
+    (how a user running several processes side by side shares the cores out), or ``requested``."""
     if requested:
         return requested
-    return max(1, cores() - max(workers, 0))
+    threads = max(1, cores() - max(workers, 0))
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return min(threads, int(env)) if env.isdigit() and int(env) > 0 else threads
 
 
 def loader_workers(requested: int | None, device_type: str, processes: int = 1) -> int:
