@@ -240,7 +240,7 @@ def setup_process(cfg: Config, d: Dist, progress: bool = False) -> torch.device:
             f" (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})" if "OMP_NUM_THREADS" in os.environ else ""
         )
         print(
-            f"engine: {threads} torch thread(s){capped} on {cores()} core(s), {readers} batch reader process(es), "
+            f"engine: {threads} torch thread(s) on {cores()} core(s){capped}, {readers} batch reader process(es), "
             f"allocator {alloc}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}",
             flush=True,
         )
